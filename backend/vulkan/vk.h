@@ -1,0 +1,232 @@
+/* Vulkan backend internals. */
+#ifndef VKF_VK_H
+#define VKF_VK_H
+
+#include "backend.h"
+#include "vkf_shaders.h" /* generated: shader ids and SPIR-V */
+
+#include <pthread.h>
+#include <volk.h>
+
+#include "vkformer_vulkan.h"
+
+/* Instance-level functions this backend calls, loaded per instance (volk's
+ * global table is shared by every context in the process). */
+typedef struct vkf_vk_instance_fns {
+  PFN_vkGetInstanceProcAddr GetInstanceProcAddr;
+  PFN_vkDestroyInstance DestroyInstance;
+  PFN_vkEnumeratePhysicalDevices EnumeratePhysicalDevices;
+  PFN_vkGetPhysicalDeviceProperties GetPhysicalDeviceProperties;
+  PFN_vkGetPhysicalDeviceProperties2 GetPhysicalDeviceProperties2;
+  PFN_vkGetPhysicalDeviceFeatures2 GetPhysicalDeviceFeatures2;
+  PFN_vkGetPhysicalDeviceMemoryProperties GetPhysicalDeviceMemoryProperties;
+  PFN_vkGetPhysicalDeviceQueueFamilyProperties GetPhysicalDeviceQueueFamilyProperties;
+  PFN_vkEnumerateDeviceExtensionProperties EnumerateDeviceExtensionProperties;
+  PFN_vkCreateDevice CreateDevice;
+  PFN_vkGetDeviceProcAddr GetDeviceProcAddr;
+  PFN_vkCreateDebugUtilsMessengerEXT CreateDebugUtilsMessengerEXT;
+  PFN_vkDestroyDebugUtilsMessengerEXT DestroyDebugUtilsMessengerEXT;
+} vkf_vk_instance_fns;
+
+/* An instance: created by vkformer or adopted from the host. */
+typedef struct vkf_vk_instance {
+  VkInstance instance;
+  bool owned;
+  uint32_t api_version;
+  vkf_vk_instance_fns fn;
+  VkDebugUtilsMessengerEXT messenger;
+  vkf_env *env;
+  uint32_t validation_messages;
+} vkf_vk_instance;
+
+vkf_status vkf_vk_instance_create(vkf_env *env, uint32_t flags, vkf_vk_instance *out);
+vkf_status vkf_vk_instance_adopt(vkf_env *env, const vkf_vulkan_interop *io, vkf_vk_instance *out);
+void vkf_vk_instance_destroy(vkf_vk_instance *inst);
+/* Fill `info` (and the raw features it needs) for one physical device. */
+typedef struct vkf_vk_caps {
+  bool bda, fp16, int8, storage16, storage8, subgroup_size_control, compute_full_subgroups;
+  bool ext_subgroup_size_control; /* needs the EXT on a 1.2 device */
+  bool ext_memory_budget;
+  uint32_t queue_family;
+  uint32_t timestamp_bits;
+  uint64_t max_alloc, max_buffer;
+  uint32_t min_subgroup, max_subgroup;
+  VkPhysicalDeviceMemoryProperties mem;
+  VkPhysicalDeviceProperties props;
+} vkf_vk_caps;
+void vkf_vk_describe(vkf_vk_instance *inst, VkPhysicalDevice pd, vkf_device_info *info,
+                     vkf_vk_caps *caps);
+
+/* ------------------------------------------------------------------------ */
+/* Memory                                                                   */
+/* ------------------------------------------------------------------------ */
+typedef struct vkf_vk_free_range {
+  uint64_t offset, size;
+} vkf_vk_free_range;
+
+typedef struct vkf_vk_block {
+  VkDeviceMemory memory;
+  VkBuffer buffer;
+  VkDeviceAddress address;
+  uint64_t size;
+  void *mapped; /* NULL unless host-visible and used directly */
+  bool dedicated;
+  bool staging;
+  uint32_t live; /* sub-allocations in it */
+  vkf_vk_free_range *free;
+  uint32_t n_free, cap_free;
+} vkf_vk_block;
+
+struct vkf_buffer {
+  vkf_vk_block *block;
+  uint64_t offset, size;
+};
+
+typedef struct vkf_vk_memory {
+  uint32_t type_index;         /* tensors */
+  uint32_t staging_type_index; /* UINT32_MAX when tensors are mapped */
+  bool mapped;                 /* tensors live in host-visible memory used directly */
+  uint64_t block_size_next;
+  uint64_t limit;
+  uint64_t allocated, used, peak;
+  vkf_vk_block **blocks;
+  uint32_t n_blocks, cap_blocks;
+} vkf_vk_memory;
+
+/* ------------------------------------------------------------------------ */
+/* Pipelines                                                                */
+/* ------------------------------------------------------------------------ */
+#define VKF_VK_MAX_SPEC 8
+
+typedef struct vkf_vk_pipeline {
+  vkf_shader_id shader;
+  uint32_t n_spec;
+  uint32_t spec[VKF_VK_MAX_SPEC];
+  VkPipeline pipeline;
+} vkf_vk_pipeline;
+
+/* ------------------------------------------------------------------------ */
+/* Execution                                                                */
+/* ------------------------------------------------------------------------ */
+typedef struct vkf_vk_range {
+  uint64_t begin, end; /* device addresses */
+} vkf_vk_range;
+
+typedef struct vkf_vk_range_set {
+  vkf_vk_range *r;
+  uint32_t n, cap;
+} vkf_vk_range_set;
+
+#define VKF_VK_SLOTS 2
+#define VKF_VK_MAX_QUERIES 4096
+
+typedef struct vkf_vk_slot {
+  VkCommandBuffer cmd;
+  VkFence fence;
+  bool recording, in_flight;
+  uint32_t commands;
+  /* staging blocks to free when this submission completes */
+  vkf_vk_block **staging;
+  uint32_t n_staging, cap_staging;
+  /* host destinations to fill from staging after completion */
+  struct vkf_vk_readback *readbacks;
+  uint32_t n_readbacks, cap_readbacks;
+  VkQueryPool queries;
+  uint32_t n_queries;
+  uint8_t query_op[VKF_VK_MAX_QUERIES];
+} vkf_vk_slot;
+
+typedef struct vkf_vk_readback {
+  vkf_vk_block *staging;
+  uint64_t offset;
+  void *dst;
+  uint64_t bytes;
+} vkf_vk_readback;
+
+typedef struct vkf_vk {
+  vkf_backend base;
+  vkf_vk_instance inst;
+  VkPhysicalDevice pd;
+  VkDevice device;
+  bool owns_device;
+  VkQueue queue;
+  uint32_t queue_family;
+  struct VolkDeviceTable fn;
+  vkf_vk_caps caps;
+  uint32_t flags;
+  bool lost;
+  void (*lock_queue)(void *);
+  void (*unlock_queue)(void *);
+  void *queue_lock_user;
+
+  vkf_vk_memory mem;
+
+  VkPipelineLayout layout;
+  VkPipelineCache cache;
+  bool cache_dirty;
+  char cache_path[1024];
+  VkShaderModule modules[VKF_SHADER_COUNT];
+  vkf_vk_pipeline *pipelines;
+  uint32_t n_pipelines, cap_pipelines;
+
+  VkCommandPool pool;
+  vkf_vk_slot slots[VKF_VK_SLOTS];
+  uint32_t cur;
+  /* hazards since the last barrier in the recording command buffer */
+  vkf_vk_range_set reads, writes;
+  /* everything the device may touch that the host has not waited for */
+  vkf_vk_range_set pend_reads, pend_writes;
+  double ts_period_ms;
+  uint64_t ts_mask;
+} vkf_vk;
+
+/* vk_device.c */
+vkf_status vkf_vk_result(vkf_vk *vk, VkResult r, const char *what);
+const char *vkf_vk_result_name(VkResult r);
+
+/* vk_memory.c */
+vkf_status vkf_vk_memory_init(vkf_vk *vk);
+void vkf_vk_memory_destroy(vkf_vk *vk);
+vkf_status vkf_vk_buffer_create(vkf_backend *be, uint64_t bytes, vkf_buffer **out);
+void vkf_vk_buffer_destroy(vkf_backend *be, vkf_buffer *buf);
+/* A host-visible staging block of at least `bytes`, mapped. */
+vkf_status vkf_vk_staging_create(vkf_vk *vk, uint64_t bytes, vkf_vk_block **out);
+void vkf_vk_block_free(vkf_vk *vk, vkf_vk_block *b);
+static inline VkDeviceAddress vkf_vk_addr(vkf_tref t) {
+  return t.buf ? t.buf->block->address + t.buf->offset + t.offset : 0;
+}
+
+/* vk_pipeline.c */
+vkf_status vkf_vk_pipelines_init(vkf_vk *vk, const char *cache_dir);
+void vkf_vk_pipelines_destroy(vkf_vk *vk);
+vkf_status vkf_vk_pipeline_get(vkf_vk *vk, vkf_shader_id shader, uint32_t n_spec,
+                               const uint32_t *spec, VkPipeline *out);
+
+/* vk_exec.c */
+vkf_status vkf_vk_exec_init(vkf_vk *vk);
+void vkf_vk_exec_destroy(vkf_vk *vk);
+/* Record one dispatch. `push` holds the operands' addresses and the params.
+ * Barriers are added as the ranges read/written require. */
+typedef struct vkf_vk_dispatch {
+  VkPipeline pipeline;
+  const void *push;
+  uint32_t push_size;
+  uint32_t groups[3];
+  vkf_op_kind kind;
+  const vkf_vk_range *reads;
+  uint32_t n_reads;
+  const vkf_vk_range *writes;
+  uint32_t n_writes;
+} vkf_vk_dispatch;
+vkf_status vkf_vk_dispatch_record(vkf_vk *vk, const vkf_vk_dispatch *d);
+vkf_status vkf_vk_fill_record(vkf_vk *vk, vkf_tref dst, uint32_t bits);
+vkf_status vkf_vk_write(vkf_backend *be, vkf_tref dst, const void *src);
+vkf_status vkf_vk_read(vkf_backend *be, vkf_tref src, void *dst);
+vkf_status vkf_vk_copy(vkf_backend *be, vkf_tref dst, vkf_tref src);
+vkf_status vkf_vk_flush(vkf_vk *vk);
+vkf_status vkf_vk_synchronize(vkf_backend *be);
+
+/* vk_ops.c */
+vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op);
+
+#endif

@@ -1,0 +1,441 @@
+/* Recording and submission.
+ *
+ * Ops are recorded into the current command buffer; a barrier is inserted
+ * only before a command that reads what an earlier one wrote, or writes what
+ * an earlier one read or wrote (ranges are compared in device-address space).
+ * The hazard ranges survive a submit, so the first barrier of the next
+ * command buffer also orders it after the previous one. A command buffer is
+ * submitted when the host needs results, or when it grows large. */
+#include "vk.h"
+
+#include <string.h>
+
+#define AUTO_FLUSH_COMMANDS 1024u
+#define STAGING_CHUNK (64ull << 20)
+
+/* ------------------------------------------------------------------------ */
+/* Range sets                                                               */
+/* ------------------------------------------------------------------------ */
+static bool ranges_overlap(const vkf_vk_range_set *s, vkf_vk_range r) {
+  for (uint32_t i = 0; i < s->n; i++)
+    if (r.begin < s->r[i].end && s->r[i].begin < r.end)
+      return true;
+  return false;
+}
+
+static vkf_status ranges_add(vkf_vk *vk, vkf_vk_range_set *s, vkf_vk_range r) {
+  if (r.begin >= r.end)
+    return VKF_OK;
+  if (s->n && r.begin <= s->r[s->n - 1].end && s->r[s->n - 1].begin <= r.end) {
+    vkf_vk_range *last = &s->r[s->n - 1];
+    last->begin = r.begin < last->begin ? r.begin : last->begin;
+    last->end = r.end > last->end ? r.end : last->end;
+    return VKF_OK;
+  }
+  if (s->n == s->cap) {
+    uint32_t cap = s->cap ? s->cap * 2 : 64;
+    vkf_vk_range *nr = vkf_realloc(vk->base.env, s->r, cap * sizeof(*nr));
+    if (!nr)
+      return vkf_fail(vk->base.env, VKF_ERROR_OUT_OF_HOST_MEMORY, "hazard tracking");
+    s->r = nr;
+    s->cap = cap;
+  }
+  s->r[s->n++] = r;
+  return VKF_OK;
+}
+
+static void ranges_free(vkf_vk *vk, vkf_vk_range_set *s) {
+  vkf_free(vk->base.env, s->r);
+  memset(s, 0, sizeof(*s));
+}
+
+static vkf_vk_range range_of(vkf_tref t) {
+  VkDeviceAddress a = vkf_vk_addr(t);
+  return (vkf_vk_range){a, a + t.bytes};
+}
+
+/* ------------------------------------------------------------------------ */
+/* Slots                                                                    */
+/* ------------------------------------------------------------------------ */
+vkf_status vkf_vk_exec_init(vkf_vk *vk) {
+  VkCommandPoolCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                                 .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+                                 .queueFamilyIndex = vk->queue_family};
+  vkf_status st = vkf_vk_result(vk, vk->fn.vkCreateCommandPool(vk->device, &pci, NULL, &vk->pool),
+                                "vkCreateCommandPool");
+  for (uint32_t i = 0; i < VKF_VK_SLOTS && st == VKF_OK; i++) {
+    vkf_vk_slot *s = &vk->slots[i];
+    VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                      .commandPool = vk->pool,
+                                      .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                      .commandBufferCount = 1};
+    st = vkf_vk_result(vk, vk->fn.vkAllocateCommandBuffers(vk->device, &ai, &s->cmd),
+                       "vkAllocateCommandBuffers");
+    VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    if (st == VKF_OK)
+      st = vkf_vk_result(vk, vk->fn.vkCreateFence(vk->device, &fci, NULL, &s->fence),
+                         "vkCreateFence");
+    if (st == VKF_OK && vk->base.profiling) {
+      VkQueryPoolCreateInfo qci = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                                   .queryType = VK_QUERY_TYPE_TIMESTAMP,
+                                   .queryCount = VKF_VK_MAX_QUERIES};
+      st = vkf_vk_result(vk, vk->fn.vkCreateQueryPool(vk->device, &qci, NULL, &s->queries),
+                         "vkCreateQueryPool");
+    }
+  }
+  vk->ts_period_ms = (double)vk->base.info.timestamp_period_ns * 1e-6;
+  uint32_t bits = vk->caps.timestamp_bits;
+  vk->ts_mask = bits >= 64 ? ~0ull : ((1ull << bits) - 1);
+  return st;
+}
+
+/* After the slot's fence signalled: deliver readbacks, timestamps; free
+ * staging memory. */
+static void retire(vkf_vk *vk, vkf_vk_slot *s) {
+  for (uint32_t i = 0; i < s->n_readbacks; i++) {
+    vkf_vk_readback *rb = &s->readbacks[i];
+    memcpy(rb->dst, (const char *)rb->staging->mapped + rb->offset, (size_t)rb->bytes);
+  }
+  s->n_readbacks = 0;
+  for (uint32_t i = 0; i < s->n_staging; i++)
+    vkf_vk_block_free(vk, s->staging[i]);
+  s->n_staging = 0;
+  if (s->queries && s->n_queries > 1) {
+    uint64_t ts[VKF_VK_MAX_QUERIES];
+    VkResult r = vk->fn.vkGetQueryPoolResults(vk->device, s->queries, 0, s->n_queries, sizeof(ts),
+                                              ts, sizeof(uint64_t),
+                                              VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
+    if (r == VK_SUCCESS) {
+      for (uint32_t q = 1; q < s->n_queries; q++) {
+        uint8_t k = s->query_op[q];
+        if (k >= VKF_OP_COUNT)
+          continue;
+        uint64_t dt = (ts[q] - ts[q - 1]) & vk->ts_mask;
+        vk->base.profile.count[k]++;
+        vk->base.profile.ms[k] += (double)dt * vk->ts_period_ms;
+      }
+    }
+  }
+  s->n_queries = 0;
+  s->in_flight = false;
+}
+
+static vkf_status wait_slot(vkf_vk *vk, vkf_vk_slot *s) {
+  if (!s->in_flight)
+    return VKF_OK;
+  VkResult r = vk->fn.vkWaitForFences(vk->device, 1, &s->fence, VK_TRUE, UINT64_MAX);
+  if (r != VK_SUCCESS)
+    return vkf_vk_result(vk, r, "vkWaitForFences");
+  r = vk->fn.vkResetFences(vk->device, 1, &s->fence);
+  retire(vk, s);
+  return vkf_vk_result(vk, r, "vkResetFences");
+}
+
+/* The current slot, recording. */
+static vkf_status begin(vkf_vk *vk, vkf_vk_slot **out) {
+  if (vk->lost)
+    return vkf_fail(vk->base.env, VKF_ERROR_DEVICE_LOST,
+                    "the device was lost; the context can only be destroyed now");
+  vkf_vk_slot *s = &vk->slots[vk->cur];
+  if (!s->recording) {
+    vkf_status st = wait_slot(vk, s);
+    if (st != VKF_OK)
+      return st;
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    st = vkf_vk_result(vk, vk->fn.vkBeginCommandBuffer(s->cmd, &bi), "vkBeginCommandBuffer");
+    if (st != VKF_OK)
+      return st;
+    s->recording = true;
+    s->commands = 0;
+    if (s->queries) {
+      vk->fn.vkCmdResetQueryPool(s->cmd, s->queries, 0, VKF_VK_MAX_QUERIES);
+      vk->fn.vkCmdWriteTimestamp(s->cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, s->queries, 0);
+      s->query_op[0] = 0xff;
+      s->n_queries = 1;
+    }
+  }
+  *out = s;
+  return VKF_OK;
+}
+
+static void barrier(vkf_vk *vk, vkf_vk_slot *s) {
+  VkMemoryBarrier mb = {
+      .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+      .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+      .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                       VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+  };
+  VkPipelineStageFlags stages =
+      VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+  vk->fn.vkCmdPipelineBarrier(s->cmd, stages, stages, 0, 1, &mb, 0, NULL, 0, NULL);
+  vk->reads.n = 0;
+  vk->writes.n = 0;
+}
+
+/* Adds a barrier if the new command conflicts with what came since the last
+ * one, then records its ranges. */
+static vkf_status track(vkf_vk *vk, vkf_vk_slot *s, const vkf_vk_range *reads, uint32_t n_reads,
+                        const vkf_vk_range *writes, uint32_t n_writes) {
+  bool need = vk->base.profiling; /* timing each op alone */
+  for (uint32_t i = 0; i < n_reads && !need; i++)
+    need = ranges_overlap(&vk->writes, reads[i]);
+  for (uint32_t i = 0; i < n_writes && !need; i++)
+    need = ranges_overlap(&vk->writes, writes[i]) || ranges_overlap(&vk->reads, writes[i]);
+  if (need)
+    barrier(vk, s);
+  vkf_status st = VKF_OK;
+  for (uint32_t i = 0; i < n_reads && st == VKF_OK; i++) {
+    st = ranges_add(vk, &vk->reads, reads[i]);
+    if (st == VKF_OK)
+      st = ranges_add(vk, &vk->pend_reads, reads[i]);
+  }
+  for (uint32_t i = 0; i < n_writes && st == VKF_OK; i++) {
+    st = ranges_add(vk, &vk->writes, writes[i]);
+    if (st == VKF_OK)
+      st = ranges_add(vk, &vk->pend_writes, writes[i]);
+  }
+  return st;
+}
+
+static vkf_status after_command(vkf_vk *vk, vkf_vk_slot *s, uint8_t kind) {
+  s->commands++;
+  if (s->queries) {
+    vk->fn.vkCmdWriteTimestamp(s->cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, s->queries,
+                               s->n_queries);
+    s->query_op[s->n_queries++] = kind;
+  }
+  if (s->commands >= AUTO_FLUSH_COMMANDS || (s->queries && s->n_queries >= VKF_VK_MAX_QUERIES))
+    return vkf_vk_flush(vk);
+  return VKF_OK;
+}
+
+vkf_status vkf_vk_flush(vkf_vk *vk) {
+  vkf_vk_slot *s = &vk->slots[vk->cur];
+  if (!s->recording)
+    return VKF_OK;
+  /* make device writes visible to host reads after the fence */
+  VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+                        .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
+  vk->fn.vkCmdPipelineBarrier(s->cmd,
+                              VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                              VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+  s->recording = false;
+  vkf_status st = vkf_vk_result(vk, vk->fn.vkEndCommandBuffer(s->cmd), "vkEndCommandBuffer");
+  if (st != VKF_OK)
+    return st;
+  VkSubmitInfo si = {
+      .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &s->cmd};
+  if (vk->lock_queue)
+    vk->lock_queue(vk->queue_lock_user);
+  VkResult r = vk->fn.vkQueueSubmit(vk->queue, 1, &si, s->fence);
+  if (vk->unlock_queue)
+    vk->unlock_queue(vk->queue_lock_user);
+  st = vkf_vk_result(vk, r, "vkQueueSubmit");
+  if (st != VKF_OK)
+    return st;
+  s->in_flight = true;
+  vk->cur = (vk->cur + 1) % VKF_VK_SLOTS;
+  return VKF_OK;
+}
+
+vkf_status vkf_vk_synchronize(vkf_backend *be) {
+  vkf_vk *vk = (vkf_vk *)be;
+  if (vk->lost)
+    return vkf_fail(be->env, VKF_ERROR_DEVICE_LOST,
+                    "the device was lost; the context can only be destroyed now");
+  vkf_status st = vkf_vk_flush(vk);
+  for (uint32_t i = 0; i < VKF_VK_SLOTS; i++) {
+    vkf_status w = wait_slot(vk, &vk->slots[(vk->cur + i) % VKF_VK_SLOTS]);
+    if (st == VKF_OK)
+      st = w;
+  }
+  if (st == VKF_OK) {
+    vk->pend_reads.n = vk->pend_writes.n = 0;
+    vk->reads.n = vk->writes.n = 0;
+  }
+  return st;
+}
+
+void vkf_vk_exec_destroy(vkf_vk *vk) {
+  for (uint32_t i = 0; i < VKF_VK_SLOTS; i++) {
+    vkf_vk_slot *s = &vk->slots[i];
+    if (s->in_flight && !vk->lost)
+      vk->fn.vkWaitForFences(vk->device, 1, &s->fence, VK_TRUE, UINT64_MAX);
+    s->n_readbacks = 0; /* their destinations may be gone */
+    for (uint32_t j = 0; j < s->n_staging; j++)
+      vkf_vk_block_free(vk, s->staging[j]);
+    vkf_free(vk->base.env, s->staging);
+    vkf_free(vk->base.env, s->readbacks);
+    if (s->fence)
+      vk->fn.vkDestroyFence(vk->device, s->fence, NULL);
+    if (s->queries)
+      vk->fn.vkDestroyQueryPool(vk->device, s->queries, NULL);
+  }
+  if (vk->pool)
+    vk->fn.vkDestroyCommandPool(vk->device, vk->pool, NULL);
+  ranges_free(vk, &vk->reads);
+  ranges_free(vk, &vk->writes);
+  ranges_free(vk, &vk->pend_reads);
+  ranges_free(vk, &vk->pend_writes);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Commands                                                                 */
+/* ------------------------------------------------------------------------ */
+vkf_status vkf_vk_dispatch_record(vkf_vk *vk, const vkf_vk_dispatch *d) {
+  vkf_vk_slot *s = NULL;
+  vkf_status st = begin(vk, &s);
+  if (st == VKF_OK)
+    st = track(vk, s, d->reads, d->n_reads, d->writes, d->n_writes);
+  if (st != VKF_OK)
+    return st;
+  vk->fn.vkCmdBindPipeline(s->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline);
+  vk->fn.vkCmdPushConstants(s->cmd, vk->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, d->push_size,
+                            d->push);
+  vk->fn.vkCmdDispatch(s->cmd, d->groups[0], d->groups[1], d->groups[2]);
+  return after_command(vk, s, (uint8_t)d->kind);
+}
+
+vkf_status vkf_vk_fill_record(vkf_vk *vk, vkf_tref dst, uint32_t bits) {
+  vkf_vk_slot *s = NULL;
+  vkf_status st = begin(vk, &s);
+  vkf_vk_range w = range_of(dst);
+  w.end = w.begin + ((dst.bytes + 3) & ~3ull);
+  if (st == VKF_OK)
+    st = track(vk, s, NULL, 0, &w, 1);
+  if (st != VKF_OK)
+    return st;
+  vk->fn.vkCmdFillBuffer(s->cmd, dst.buf->block->buffer, dst.buf->offset + dst.offset,
+                         (dst.bytes + 3) & ~3ull, bits);
+  return after_command(vk, s, VKF_OP_FILL);
+}
+
+static vkf_status copy_record(vkf_vk *vk, VkBuffer dst, uint64_t dst_off, vkf_vk_range *w,
+                              VkBuffer src, uint64_t src_off, vkf_vk_range *r, uint64_t bytes) {
+  vkf_vk_slot *s = NULL;
+  vkf_status st = begin(vk, &s);
+  if (st == VKF_OK)
+    st = track(vk, s, r, r ? 1 : 0, w, w ? 1 : 0);
+  if (st != VKF_OK)
+    return st;
+  VkBufferCopy region = {src_off, dst_off, bytes};
+  vk->fn.vkCmdCopyBuffer(s->cmd, src, dst, 1, &region);
+  return after_command(vk, s, 0xff);
+}
+
+static vkf_status hold_staging(vkf_vk *vk, vkf_vk_slot *s, vkf_vk_block *b) {
+  if (s->n_staging == s->cap_staging) {
+    uint32_t cap = s->cap_staging ? s->cap_staging * 2 : 8;
+    vkf_vk_block **nb = vkf_realloc(vk->base.env, s->staging, cap * sizeof(*nb));
+    if (!nb)
+      return vkf_fail(vk->base.env, VKF_ERROR_OUT_OF_HOST_MEMORY, "staging list");
+    s->staging = nb;
+    s->cap_staging = cap;
+  }
+  s->staging[s->n_staging++] = b;
+  return VKF_OK;
+}
+
+vkf_status vkf_vk_write(vkf_backend *be, vkf_tref dst, const void *src) {
+  vkf_vk *vk = (vkf_vk *)be;
+  if (vk->lost)
+    return vkf_fail(be->env, VKF_ERROR_DEVICE_LOST, "the device was lost");
+  vkf_vk_range rng = range_of(dst);
+  if (dst.buf->block->mapped) {
+    if (ranges_overlap(&vk->pend_reads, rng) || ranges_overlap(&vk->pend_writes, rng)) {
+      vkf_status st = vkf_vk_synchronize(be);
+      if (st != VKF_OK)
+        return st;
+    }
+    memcpy((char *)dst.buf->block->mapped + dst.buf->offset + dst.offset, src, (size_t)dst.bytes);
+    return VKF_OK;
+  }
+  for (uint64_t done = 0; done < dst.bytes;) {
+    uint64_t n = dst.bytes - done < STAGING_CHUNK ? dst.bytes - done : STAGING_CHUNK;
+    vkf_vk_slot *s = NULL;
+    vkf_vk_block *stg;
+    vkf_status st = begin(vk, &s);
+    if (st == VKF_OK)
+      st = vkf_vk_staging_create(vk, n, &stg);
+    if (st != VKF_OK)
+      return st;
+    memcpy(stg->mapped, (const char *)src + done, (size_t)n);
+    st = hold_staging(vk, s, stg);
+    if (st != VKF_OK) {
+      vkf_vk_block_free(vk, stg);
+      return st;
+    }
+    vkf_vk_range w = {rng.begin + done, rng.begin + done + n};
+    st = copy_record(vk, dst.buf->block->buffer, dst.buf->offset + dst.offset + done, &w,
+                     stg->buffer, 0, NULL, n);
+    if (st != VKF_OK)
+      return st;
+    done += n;
+  }
+  return VKF_OK;
+}
+
+vkf_status vkf_vk_read(vkf_backend *be, vkf_tref src, void *dst) {
+  vkf_vk *vk = (vkf_vk *)be;
+  if (vk->lost)
+    return vkf_fail(be->env, VKF_ERROR_DEVICE_LOST, "the device was lost");
+  vkf_vk_range rng = range_of(src);
+  if (src.buf->block->mapped) {
+    if (ranges_overlap(&vk->pend_writes, rng)) {
+      vkf_status st = vkf_vk_synchronize(be);
+      if (st != VKF_OK)
+        return st;
+    }
+    memcpy(dst, (const char *)src.buf->block->mapped + src.buf->offset + src.offset,
+           (size_t)src.bytes);
+    return VKF_OK;
+  }
+  for (uint64_t done = 0; done < src.bytes;) {
+    uint64_t n = src.bytes - done < STAGING_CHUNK ? src.bytes - done : STAGING_CHUNK;
+    vkf_vk_slot *s = NULL;
+    vkf_vk_block *stg;
+    vkf_status st = begin(vk, &s);
+    if (st == VKF_OK)
+      st = vkf_vk_staging_create(vk, n, &stg);
+    if (st != VKF_OK)
+      return st;
+    st = hold_staging(vk, s, stg);
+    if (st != VKF_OK) {
+      vkf_vk_block_free(vk, stg);
+      return st;
+    }
+    if (s->n_readbacks == s->cap_readbacks) {
+      uint32_t cap = s->cap_readbacks ? s->cap_readbacks * 2 : 8;
+      vkf_vk_readback *nr = vkf_realloc(be->env, s->readbacks, cap * sizeof(*nr));
+      if (!nr)
+        return vkf_fail(be->env, VKF_ERROR_OUT_OF_HOST_MEMORY, "readback list");
+      s->readbacks = nr;
+      s->cap_readbacks = cap;
+    }
+    vkf_vk_range r = {rng.begin + done, rng.begin + done + n};
+    st = copy_record(vk, stg->buffer, 0, NULL, src.buf->block->buffer,
+                     src.buf->offset + src.offset + done, &r, n);
+    if (st != VKF_OK)
+      return st;
+    /* copy_record may have auto-flushed: the readback belongs to the slot
+     * that holds the copy, which is `s` */
+    s->readbacks[s->n_readbacks++] = (vkf_vk_readback){stg, 0, (char *)dst + done, n};
+    done += n;
+    if (done < src.bytes) {
+      st = vkf_vk_synchronize(be); /* bound staging memory to one chunk */
+      if (st != VKF_OK)
+        return st;
+    }
+  }
+  return vkf_vk_synchronize(be);
+}
+
+vkf_status vkf_vk_copy(vkf_backend *be, vkf_tref dst, vkf_tref src) {
+  vkf_vk *vk = (vkf_vk *)be;
+  vkf_vk_range r = range_of(src), w = range_of(dst);
+  uint64_t bytes = (dst.bytes < src.bytes ? dst.bytes : src.bytes);
+  return copy_record(vk, dst.buf->block->buffer, dst.buf->offset + dst.offset, &w,
+                     src.buf->block->buffer, src.buf->offset + src.offset, &r, bytes);
+}

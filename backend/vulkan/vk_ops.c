@@ -1,0 +1,180 @@
+/* From vkf_op to dispatches: shader choice, per-device tile sizes,
+ * workgroup counts, push constants. */
+#include "vk.h"
+
+#include <string.h>
+
+/* Push constants: operand addresses, then the op's parameter struct. */
+typedef struct push_block {
+  uint8_t bytes[128];
+  uint32_t size;
+} push_block;
+
+static void push_build(push_block *pb, const vkf_op *op, const void *params, size_t params_size,
+                       uint64_t *addr_adjust) {
+  uint32_t n = op->n_tensors;
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t a = vkf_vk_addr(op->t[i]);
+    if (a && addr_adjust)
+      a += addr_adjust[i];
+    memcpy(pb->bytes + 8 * i, &a, 8);
+  }
+  memcpy(pb->bytes + 8 * n, params, params_size);
+  pb->size = (uint32_t)(8 * n + params_size);
+}
+
+/* Ranges from the op's read/write masks. */
+typedef struct op_ranges {
+  vkf_vk_range r[VKF_OP_MAX_TENSORS], w[VKF_OP_MAX_TENSORS];
+  uint32_t nr, nw;
+} op_ranges;
+
+static void ranges_of(const vkf_op *op, op_ranges *out) {
+  out->nr = out->nw = 0;
+  for (uint32_t i = 0; i < op->n_tensors; i++) {
+    if (!op->t[i].buf)
+      continue;
+    VkDeviceAddress a = vkf_vk_addr(op->t[i]);
+    vkf_vk_range rg = {a, a + op->t[i].bytes};
+    if (op->reads & (1u << i))
+      out->r[out->nr++] = rg;
+    if (op->writes & (1u << i))
+      out->w[out->nw++] = rg;
+  }
+}
+
+static vkf_status dispatch(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, const uint32_t *spec,
+                           uint32_t n_spec, const push_block *pb, uint32_t gx, uint32_t gy,
+                           uint32_t gz) {
+  VkPipeline pipe;
+  vkf_status st = vkf_vk_pipeline_get(vk, shader, n_spec, spec, &pipe);
+  if (st != VKF_OK)
+    return st;
+  op_ranges rg;
+  ranges_of(op, &rg);
+  vkf_vk_dispatch d = {
+      .pipeline = pipe,
+      .push = pb->bytes,
+      .push_size = pb->size,
+      .groups = {gx, gy, gz},
+      .kind = op->kind,
+      .reads = rg.r,
+      .n_reads = rg.nr,
+      .writes = rg.w,
+      .n_writes = rg.nw,
+  };
+  return vkf_vk_dispatch_record(vk, &d);
+}
+
+/* Spread `groups` 1-D workgroups over x and y within the device limits. */
+static void grid_2d(const vkf_vk *vk, uint64_t groups, uint32_t *gx, uint32_t *gy) {
+  uint32_t max_x = vk->base.info.max_workgroup_count[0];
+  if (groups <= max_x) {
+    *gx = (uint32_t)(groups ? groups : 1);
+    *gy = 1;
+  } else {
+    *gx = max_x;
+    *gy = (uint32_t)((groups + max_x - 1) / max_x);
+  }
+}
+
+static bool is_cpu_device(const vkf_vk *vk) {
+  return vk->base.info.type == VKF_DEVICE_TYPE_CPU_VULKAN;
+}
+
+/* Threads per workgroup for one-element-per-invocation kernels. */
+static uint32_t elementwise_wg(const vkf_vk *vk) {
+  return is_cpu_device(vk) ? 64 : 256;
+}
+/* Threads per workgroup for one-row-per-workgroup kernels (power of two). */
+static uint32_t row_wg(const vkf_vk *vk, uint32_t cols) {
+  uint32_t wg = is_cpu_device(vk) ? 32 : 128;
+  while (wg > 8 && wg / 2 >= cols)
+    wg /= 2;
+  return wg;
+}
+
+static vkf_status run_elementwise(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, uint32_t n,
+                                  const void *params, size_t size) {
+  push_block pb;
+  push_build(&pb, op, params, size, NULL);
+  uint32_t wg = elementwise_wg(vk), gx, gy;
+  grid_2d(vk, ((uint64_t)n + wg - 1) / wg, &gx, &gy);
+  return dispatch(vk, op, shader, &wg, 1, &pb, gx, gy, 1);
+}
+
+static vkf_status run_rows(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, uint32_t rows,
+                           uint32_t cols, const void *params, size_t size) {
+  push_block pb;
+  push_build(&pb, op, params, size, NULL);
+  uint32_t wg = row_wg(vk, cols), gx, gy;
+  grid_2d(vk, rows, &gx, &gy);
+  return dispatch(vk, op, shader, &wg, 1, &pb, gx, gy, 1);
+}
+
+/* ---- matmul ---- */
+typedef struct mm_config {
+  uint32_t wg, bm, bn, bk, tm, tn;
+} mm_config;
+
+static mm_config matmul_config(const vkf_vk *vk, const vkf_matmul_params *p) {
+  (void)p;
+  if (is_cpu_device(vk))
+    return (mm_config){64, 32, 32, 16, 4, 4};
+  return (mm_config){256, 64, 64, 16, 4, 4};
+}
+
+static vkf_status run_matmul(vkf_vk *vk, const vkf_op *op) {
+  const vkf_matmul_params *p = &op->p.matmul;
+  mm_config c = matmul_config(vk, p);
+  uint32_t spec[6] = {c.wg, c.bm, c.bn, c.bk, c.tm, c.tn};
+  uint32_t gx = (p->N + c.bn - 1) / c.bn, gy = (p->M + c.bm - 1) / c.bm;
+  uint32_t max_z = vk->base.info.max_workgroup_count[2];
+  if (gy > vk->base.info.max_workgroup_count[1] || gx > vk->base.info.max_workgroup_count[0])
+    return vkf_fail(vk->base.env, VKF_ERROR_UNSUPPORTED, "matmul: %ux%u output is too large", p->M,
+                    p->N);
+  /* Batches beyond maxComputeWorkGroupCount[2] go in several dispatches,
+   * each with its operands' addresses advanced. */
+  for (uint32_t b0 = 0; b0 < p->batch; b0 += max_z) {
+    uint32_t nb = p->batch - b0 < max_z ? p->batch - b0 : max_z;
+    uint64_t adj[4] = {4ull * b0 * p->stride_c, 4ull * b0 * p->stride_a, 4ull * b0 * p->stride_b,
+                       0};
+    push_block pb;
+    push_build(&pb, op, p, sizeof(*p), adj);
+    vkf_status st = dispatch(vk, op, VKF_SHADER_matmul, spec, 6, &pb, gx, gy, nb);
+    if (st != VKF_OK)
+      return st;
+  }
+  return VKF_OK;
+}
+
+vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op) {
+  vkf_vk *vk = (vkf_vk *)be;
+  if (vk->lost)
+    return vkf_fail(be->env, VKF_ERROR_DEVICE_LOST,
+                    "the device was lost; the context can only be destroyed now");
+  switch (op->kind) {
+  case VKF_OP_FILL:
+    return vkf_vk_fill_record(vk, op->t[0], op->p.fill.bits);
+  case VKF_OP_MATMUL:
+    return run_matmul(vk, op);
+  case VKF_OP_ADD:
+    return run_elementwise(vk, op, VKF_SHADER_add, op->p.binary.n, &op->p.binary,
+                           sizeof(op->p.binary));
+  case VKF_OP_MUL:
+    return run_elementwise(vk, op, VKF_SHADER_mul, op->p.binary.n, &op->p.binary,
+                           sizeof(op->p.binary));
+  case VKF_OP_SCALE:
+    return run_elementwise(vk, op, VKF_SHADER_scale, op->p.scale.n, &op->p.scale,
+                           sizeof(op->p.scale));
+  case VKF_OP_ROW_SUM:
+    return run_rows(vk, op, VKF_SHADER_row_sum, op->p.rowreduce.rows, op->p.rowreduce.cols,
+                    &op->p.rowreduce, sizeof(op->p.rowreduce));
+  case VKF_OP_SOFTMAX:
+    return run_rows(vk, op, VKF_SHADER_softmax, op->p.softmax.rows, op->p.softmax.cols,
+                    &op->p.softmax, sizeof(op->p.softmax));
+  default:
+    return vkf_fail(be->env, VKF_ERROR_UNSUPPORTED, "Vulkan backend: op %s not implemented",
+                    vkf_op_name(op->kind));
+  }
+}

@@ -1,0 +1,10 @@
+# Every kernel: vkf_shader(<name> <source> [DEFINE ...]).
+# <name> is the op's name (as in backend/cpu and tests/); the C side refers to
+# it as VKF_SHADER_<name>. A source compiled with different defines gives
+# type or operation variants.
+vkf_shader(matmul matmul.comp)
+vkf_shader(add elementwise.comp OP_ADD)
+vkf_shader(mul elementwise.comp OP_MUL)
+vkf_shader(scale elementwise.comp OP_SCALE)
+vkf_shader(row_sum reduce.comp)
+vkf_shader(softmax softmax.comp)

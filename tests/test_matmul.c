@@ -1,0 +1,226 @@
+/* matmul: CPU backend vs a double-precision reference, Vulkan vs the CPU
+ * backend, on awkward shapes, every flag, and every error status. */
+#include "test_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct mm_case {
+  uint32_t batch, M, N, K;
+  uint32_t flags; /* VKF_MATMUL_* */
+  int bias;       /* add a bias */
+  int b_shared;   /* b without batch dims */
+} mm_case;
+
+static const mm_case cases[] = {
+    {1, 1, 1, 1, 0, 0, 0},
+    {1, 3, 17, 63, 0, 0, 0},
+    {1, 17, 3, 257, VKF_MATMUL_TRANS_B, 1, 0},
+    {1, 63, 65, 17, VKF_MATMUL_TRANS_A, 0, 0},
+    {1, 65, 63, 33, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B, 1, 0},
+    {1, 257, 129, 64, 0, 1, 0},
+    {1, 64, 64, 64, VKF_MATMUL_ACCUMULATE, 1, 0},
+    {3, 17, 31, 9, 0, 0, 0},
+    {3, 5, 257, 3, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 0, 0},
+    {4, 33, 20, 70, VKF_MATMUL_TRANS_A, 1, 1},
+    {2, 1, 300, 1, 0, 0, 1},
+    {1, 128, 96, 200, VKF_MATMUL_TRANS_B, 0, 0},
+};
+
+/* Reference in double, reading the operands exactly as stored. */
+static void reference(const mm_case *c, const float *a, const float *b, const float *bias,
+                      const float *c0, double *out) {
+  bool ta = c->flags & VKF_MATMUL_TRANS_A, tb = c->flags & VKF_MATMUL_TRANS_B;
+  for (uint32_t z = 0; z < c->batch; z++) {
+    const float *A = a + (size_t)z * c->M * c->K;
+    const float *B = b + (c->b_shared ? 0 : (size_t)z * c->K * c->N);
+    for (uint32_t i = 0; i < c->M; i++)
+      for (uint32_t j = 0; j < c->N; j++) {
+        double s = 0;
+        for (uint32_t k = 0; k < c->K; k++)
+          s += (double)(ta ? A[(size_t)k * c->M + i] : A[(size_t)i * c->K + k]) *
+               (double)(tb ? B[(size_t)j * c->K + k] : B[(size_t)k * c->N + j]);
+        size_t o = ((size_t)z * c->M + i) * c->N + j;
+        if (bias)
+          s += bias[j];
+        if (c->flags & VKF_MATMUL_ACCUMULATE)
+          s += c0[o];
+        out[o] = s;
+      }
+  }
+}
+
+/* Runs one case on ctx; returns the result (malloc'd). */
+static float *run_case(vkf_context *ctx, const mm_case *c, const float *a, const float *b,
+                       const float *bias, const float *c0) {
+  bool ta = c->flags & VKF_MATMUL_TRANS_A, tb = c->flags & VKF_MATMUL_TRANS_B;
+  int64_t sa[3] = {c->batch, ta ? c->K : c->M, ta ? c->M : c->K};
+  int64_t sb3[3] = {c->batch, tb ? c->N : c->K, tb ? c->K : c->N};
+  int64_t sc[3] = {c->batch, c->M, c->N};
+  int64_t sbias[1] = {c->N};
+  vkf_tensor ta_ = vkft_tensor_from(ctx, 3, sa, a);
+  vkf_tensor tb_ =
+      c->b_shared ? vkft_tensor_from(ctx, 2, sb3 + 1, b) : vkft_tensor_from(ctx, 3, sb3, b);
+  vkf_tensor tc = vkft_tensor_from(ctx, 3, sc, c0);
+  vkf_tensor tbias = bias ? vkft_tensor_from(ctx, 1, sbias, bias) : VKF_NO_TENSOR;
+  vkf_status st = vkf_matmul(ctx, tc, ta_, tb_, tbias, c->flags);
+  if (st != VKF_OK)
+    fail_msg("vkf_matmul: %s: %s", vkf_status_name(st), vkf_context_error(ctx));
+  size_t n = (size_t)c->batch * c->M * c->N;
+  float *out = vkft_alloc(n);
+  vkft_read(ctx, tc, out, n);
+  VKFT_OK(vkf_tensor_destroy(ctx, ta_));
+  VKFT_OK(vkf_tensor_destroy(ctx, tb_));
+  VKFT_OK(vkf_tensor_destroy(ctx, tc));
+  if (bias)
+    VKFT_OK(vkf_tensor_destroy(ctx, tbias));
+  return out;
+}
+
+static void run_all(vkf_context *ctx, vkf_context *cpu) {
+  vkft_rng rng = vkft_rng_seed(42);
+  size_t failures = 0;
+  for (size_t ci = 0; ci < VKFT_ARRAY_LEN(cases); ci++) {
+    const mm_case *c = &cases[ci];
+    size_t na = (size_t)c->batch * c->M * c->K,
+           nb = (size_t)(c->b_shared ? 1 : c->batch) * c->K * c->N;
+    size_t nc = (size_t)c->batch * c->M * c->N;
+    float *a = vkft_alloc(na), *b = vkft_alloc(nb), *bias = vkft_alloc(c->N), *c0 = vkft_alloc(nc);
+    vkft_fill_uniform(&rng, a, na, -1, 1);
+    vkft_fill_uniform(&rng, b, nb, -1, 1);
+    vkft_fill_uniform(&rng, bias, c->N, -1, 1);
+    vkft_fill_uniform(&rng, c0, nc, -1, 1);
+    double *ref = vkft_alloc_d(nc);
+    reference(c, a, b, c->bias ? bias : NULL, c0, ref);
+    char what[96];
+    snprintf(what, sizeof(what), "case %zu (%ux%ux%ux%u flags %u)", ci, c->batch, c->M, c->N, c->K,
+             c->flags);
+    /* fp32 dot products of length K in [-1,1]: error grows ~ sqrt(K) eps */
+    double atol = 2e-6 * sqrt((double)c->K) + 1e-6, rtol = 1e-5;
+    float *got = run_case(ctx, c, a, b, c->bias ? bias : NULL, c0);
+    failures += vkft_compare(what, got, ref, nc, atol, rtol);
+    if (cpu) {
+      float *want = run_case(cpu, c, a, b, c->bias ? bias : NULL, c0);
+      failures += vkft_compare_f(what, got, want, nc, atol, rtol);
+      free(want);
+    }
+    free(got);
+    free(a);
+    free(b);
+    free(bias);
+    free(c0);
+    free(ref);
+  }
+  assert_int_equal(failures, 0);
+}
+
+static void test_matmul_cpu_vs_reference(void **state) {
+  (void)state;
+  vkf_context *cpu = vkft_cpu();
+  run_all(cpu, NULL);
+  /* the same with one thread: the partition must not change results */
+  VKFT_OK(vkf_context_set_threads(cpu, 1));
+  run_all(cpu, NULL);
+  vkft_destroy(cpu);
+}
+
+static void test_matmul_vulkan_vs_cpu(void **state) {
+  (void)state;
+  vkf_context *vk = vkft_vulkan();
+  vkf_context *cpu = vkft_cpu();
+  run_all(vk, cpu);
+  vkft_destroy(vk);
+  vkft_destroy(cpu);
+}
+
+/* Many matmuls recorded back to back (one submit), chained through shared
+ * tensors: exercises the barrier tracking. */
+static void test_matmul_chain(void **state) {
+  (void)state;
+  vkf_context *vk = vkft_vulkan();
+  vkf_context *cpu = vkft_cpu();
+  vkf_context *ctxs[2] = {vk, cpu};
+  float *res[2];
+  enum { D = 24, STEPS = 40 };
+  vkft_rng rng = vkft_rng_seed(7);
+  float x0[D * D], w[D * D];
+  vkft_fill_uniform(&rng, x0, D * D, -1, 1);
+  vkft_fill_uniform(&rng, w, D * D, -0.3f, 0.3f);
+  for (int k = 0; k < 2; k++) {
+    int64_t s[2] = {D, D};
+    vkf_tensor x = vkft_tensor_from(ctxs[k], 2, s, x0), y = vkft_tensor(ctxs[k], 2, s);
+    vkf_tensor wt = vkft_tensor_from(ctxs[k], 2, s, w);
+    for (int i = 0; i < STEPS; i++) {
+      VKFT_OK(vkf_matmul(ctxs[k], y, x, wt, VKF_NO_TENSOR, 0));
+      VKFT_OK(vkf_add(ctxs[k], x, y, x)); /* x = x + x.w: read-after-write each step */
+      VKFT_OK(vkf_scale(ctxs[k], x, x, 0.5f));
+    }
+    res[k] = vkft_alloc(D * D);
+    vkft_read(ctxs[k], x, res[k], D * D);
+  }
+  assert_int_equal(vkft_compare_f("chain", res[0], res[1], D * D, 1e-4, 1e-4), 0);
+  free(res[0]);
+  free(res[1]);
+  vkft_destroy(vk);
+  vkft_destroy(cpu);
+}
+
+static void expect(vkf_context *ctx, vkf_status got, vkf_status want, const char *what) {
+  if (got != want)
+    fail_msg("%s: got %s, expected %s (%s)", what, vkf_status_name(got), vkf_status_name(want),
+             vkf_context_error(ctx));
+  if (want != VKF_OK && strlen(vkf_context_error(ctx)) == 0)
+    fail_msg("%s: no error message", what);
+}
+
+static void error_cases(vkf_context *ctx) {
+  int64_t s23[2] = {2, 3}, s34[2] = {3, 4}, s24[2] = {2, 4}, s44[2] = {4, 4}, s5[1] = {5};
+  vkf_tensor a = vkft_tensor(ctx, 2, s23), b = vkft_tensor(ctx, 2, s34),
+             c = vkft_tensor(ctx, 2, s24);
+  vkf_tensor bad = vkft_tensor(ctx, 2, s44), bias5 = vkft_tensor(ctx, 1, s5);
+  vkf_tensor i32;
+  VKFT_OK(vkf_tensor_create(ctx, VKF_DTYPE_I32, 2, s34, &i32));
+  expect(ctx, vkf_matmul(ctx, c, a, b, VKF_NO_TENSOR, 0), VKF_OK, "valid");
+  expect(ctx, vkf_matmul(ctx, c, a, bad, VKF_NO_TENSOR, 0), VKF_ERROR_SHAPE_MISMATCH, "inner dims");
+  expect(ctx, vkf_matmul(ctx, bad, a, b, VKF_NO_TENSOR, 0), VKF_ERROR_SHAPE_MISMATCH, "c shape");
+  expect(ctx, vkf_matmul(ctx, c, a, b, VKF_NO_TENSOR, VKF_MATMUL_TRANS_A), VKF_ERROR_SHAPE_MISMATCH,
+         "trans_a shape");
+  expect(ctx, vkf_matmul(ctx, c, a, b, bias5, 0), VKF_ERROR_SHAPE_MISMATCH, "bias shape");
+  expect(ctx, vkf_matmul(ctx, c, a, i32, VKF_NO_TENSOR, 0), VKF_ERROR_DTYPE_MISMATCH, "dtype");
+  expect(ctx, vkf_matmul(ctx, c, a, b, VKF_NO_TENSOR, 1u << 9), VKF_ERROR_INVALID_ARGUMENT,
+         "flags");
+  expect(ctx, vkf_matmul(ctx, c, c, b, VKF_NO_TENSOR, 0), VKF_ERROR_INVALID_ARGUMENT, "aliasing");
+  expect(ctx, vkf_matmul(ctx, c, VKF_NO_TENSOR, b, VKF_NO_TENSOR, 0), VKF_ERROR_INVALID_ARGUMENT,
+         "no tensor");
+  expect(ctx, vkf_matmul(ctx, c, bias5, b, VKF_NO_TENSOR, 0), VKF_ERROR_SHAPE_MISMATCH, "1-D a");
+  vkf_tensor stale = a;
+  VKFT_OK(vkf_tensor_destroy(ctx, a));
+  expect(ctx, vkf_matmul(ctx, c, stale, b, VKF_NO_TENSOR, 0), VKF_ERROR_STALE_HANDLE, "stale");
+  expect(ctx, vkf_tensor_destroy(ctx, stale), VKF_ERROR_STALE_HANDLE, "double destroy");
+  vkf_tensor forged = {0x7fff0};
+  expect(ctx, vkf_matmul(ctx, c, forged, b, VKF_NO_TENSOR, 0), VKF_ERROR_STALE_HANDLE, "forged");
+  assert_int_equal(vkf_matmul(NULL, c, a, b, VKF_NO_TENSOR, 0), VKF_ERROR_NULL_POINTER);
+  VKFT_OK(vkf_synchronize(ctx));
+}
+
+static void test_matmul_errors(void **state) {
+  (void)state;
+  vkf_context *cpu = vkft_cpu();
+  error_cases(cpu);
+  vkft_destroy(cpu);
+  vkf_context *vk = vkft_vulkan();
+  error_cases(vk);
+  vkft_destroy(vk);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_matmul_cpu_vs_reference),
+      cmocka_unit_test(test_matmul_vulkan_vs_cpu),
+      cmocka_unit_test(test_matmul_chain),
+      cmocka_unit_test(test_matmul_errors),
+  };
+  return cmocka_run_group_tests_name("matmul", tests, NULL, NULL);
+}
