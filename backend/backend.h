@@ -65,7 +65,15 @@ bool vkf_contains_nocase(const char *haystack, const char *needle);
   X(MUL, "mul")                                                                                    \
   X(SCALE, "scale")                                                                                \
   X(ROW_SUM, "row_sum")                                                                            \
-  X(SOFTMAX, "softmax")
+  X(SOFTMAX, "softmax")                                                                            \
+  /* ---- norm ---- */                                                                             \
+  /* ---- act ---- */                                                                              \
+  /* ---- embed ---- */                                                                            \
+  /* ---- rope ---- */                                                                             \
+  /* ---- attn ---- */                                                                             \
+  /* ---- xent ---- */                                                                             \
+  /* ---- optim ---- */                                                                            \
+  /* end */
 
 typedef enum vkf_op_kind {
 #define VKF_OP_ENUM_(e, name) VKF_OP_##e,
@@ -94,6 +102,13 @@ typedef union vkf_op_params {
   vkf_fill_params fill;
   vkf_rowreduce_params rowreduce;
   vkf_softmax_params softmax;
+  /* ---- norm ---- */
+  /* ---- act ---- */
+  /* ---- embed ---- */
+  /* ---- rope ---- */
+  /* ---- attn ---- */
+  /* ---- xent ---- */
+  /* ---- optim ---- */
 } vkf_op_params;
 
 typedef struct vkf_op {

@@ -97,6 +97,13 @@ static uint32_t effective_threads(const vkf_context_desc *desc) {
   return vkf_cpu_default_threads();
 }
 
+static void storage_release(vkf_context *ctx, vkf_storage *st) {
+  if (st && --st->refs == 0) {
+    ctx->be->vt->buffer_destroy(ctx->be, st->buf);
+    vkf_free(&ctx->env, st);
+  }
+}
+
 vkf_status vkf_enumerate_devices(const vkf_context_desc *desc, vkf_device_info *infos,
                                  uint32_t capacity, uint32_t *count) {
   if (!count || (capacity && !infos))
@@ -256,7 +263,7 @@ void vkf_context_destroy(vkf_context *ctx) {
     ctx->be->vt->synchronize(ctx->be);
     for (uint32_t i = 0; i < ctx->n_slots; i++)
       if (ctx->slots[i].live)
-        ctx->be->vt->buffer_destroy(ctx->be, ctx->slots[i].buf);
+        storage_release(ctx, ctx->slots[i].storage);
     ctx->be->vt->destroy(ctx->be);
   }
   vkf_env env = ctx->env;
@@ -381,7 +388,95 @@ vkf_tensor_slot *vkf_ctx_tensor(vkf_context *ctx, vkf_tensor t, const char *what
 }
 
 vkf_tref vkf_slot_tref(const vkf_tensor_slot *s) {
-  return (vkf_tref){s->buf, 0, s->bytes};
+  return (vkf_tref){s->storage->buf, s->offset, s->bytes};
+}
+
+bool vkf_slots_overlap(const vkf_tensor_slot *a, const vkf_tensor_slot *b) {
+  return a->storage == b->storage && a->offset < b->offset + b->bytes &&
+         b->offset < a->offset + a->bytes;
+}
+
+/* Takes a free slot (growing the table); returns its index or UINT32_MAX. */
+static uint32_t slot_take(vkf_context *ctx) {
+  uint32_t idx;
+  if (ctx->free_head) {
+    idx = ctx->free_head - 1;
+    ctx->free_head = ctx->slots[idx].next_free;
+    return idx;
+  }
+  if (ctx->n_slots == SLOT_MASK) {
+    vkf_fail(&ctx->env, VKF_ERROR_OUT_OF_HOST_MEMORY, "too many live tensors (%u)", SLOT_MASK);
+    return UINT32_MAX;
+  }
+  if (ctx->n_slots == ctx->cap_slots) {
+    uint32_t cap = ctx->cap_slots ? ctx->cap_slots * 2 : 64;
+    vkf_tensor_slot *s = vkf_realloc(&ctx->env, ctx->slots, cap * sizeof(*s));
+    if (!s) {
+      vkf_fail(&ctx->env, VKF_ERROR_OUT_OF_HOST_MEMORY, "tensor table");
+      return UINT32_MAX;
+    }
+    ctx->slots = s;
+    ctx->cap_slots = cap;
+  }
+  idx = ctx->n_slots++;
+  memset(&ctx->slots[idx], 0, sizeof(ctx->slots[idx]));
+  return idx;
+}
+
+static void slot_give(vkf_context *ctx, uint32_t idx) {
+  vkf_tensor_slot *s = &ctx->slots[idx];
+  s->live = false;
+  s->storage = NULL;
+  s->generation = (uint16_t)((s->generation + 1) & GEN_MASK);
+  s->next_free = ctx->free_head;
+  ctx->free_head = idx + 1;
+}
+
+static vkf_tensor slot_handle(vkf_context *ctx, uint32_t idx) {
+  return (vkf_tensor){(idx + 1) | ((uint32_t)ctx->slots[idx].generation << SLOT_BITS)};
+}
+
+/* Checks dtype, ndim and shape; returns the element count or 0 (error set). */
+static uint64_t check_shape(vkf_context *ctx, const char *fn, vkf_dtype dtype, uint32_t ndim,
+                            const int64_t *shape) {
+  if (!vkf_dtype_size(dtype)) {
+    vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT, "%s: unknown dtype %d", fn, (int)dtype);
+    return 0;
+  }
+  if (ndim < 1 || ndim > VKF_MAX_DIMS) {
+    vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT, "%s: ndim %u not in 1..%d", fn, ndim,
+             VKF_MAX_DIMS);
+    return 0;
+  }
+  uint64_t elements = 1;
+  for (uint32_t i = 0; i < ndim; i++) {
+    if (shape[i] < 1 || shape[i] > (int64_t)UINT32_MAX) {
+      vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
+               "%s: dimension %u is %lld, must be in 1..2^32-1", fn, i, (long long)shape[i]);
+      return 0;
+    }
+    elements *= (uint64_t)shape[i];
+    if (elements > UINT32_MAX) {
+      vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
+               "%s: %llu+ elements, more than the 2^32-1 supported", fn,
+               (unsigned long long)elements);
+      return 0;
+    }
+  }
+  return elements;
+}
+
+static void slot_fill(vkf_tensor_slot *s, vkf_dtype dtype, uint32_t ndim, const int64_t *shape,
+                      uint64_t elements, vkf_storage *storage, uint64_t offset) {
+  s->live = true;
+  s->dtype = dtype;
+  s->ndim = ndim;
+  for (uint32_t i = 0; i < VKF_MAX_DIMS; i++)
+    s->shape[i] = i < ndim ? shape[i] : 1;
+  s->elements = elements;
+  s->bytes = elements * vkf_dtype_size(dtype);
+  s->storage = storage;
+  s->offset = offset;
 }
 
 vkf_status vkf_tensor_create(vkf_context *ctx, vkf_dtype dtype, uint32_t ndim, const int64_t *shape,
@@ -391,63 +486,62 @@ vkf_status vkf_tensor_create(vkf_context *ctx, vkf_dtype dtype, uint32_t ndim, c
   if (!shape || !out)
     return vkf_fail(&ctx->env, VKF_ERROR_NULL_POINTER, "vkf_tensor_create: shape or out is NULL");
   *out = VKF_NO_TENSOR;
-  size_t esize = vkf_dtype_size(dtype);
-  if (!esize)
-    return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT, "vkf_tensor_create: unknown dtype %d",
-                    (int)dtype);
-  if (ndim < 1 || ndim > VKF_MAX_DIMS)
-    return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
-                    "vkf_tensor_create: ndim %u not in 1..%d", ndim, VKF_MAX_DIMS);
-  uint64_t elements = 1;
-  for (uint32_t i = 0; i < ndim; i++) {
-    if (shape[i] < 1 || shape[i] > (int64_t)UINT32_MAX)
-      return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
-                      "vkf_tensor_create: dimension %u is %lld, must be in 1..2^32-1", i,
-                      (long long)shape[i]);
-    elements *= (uint64_t)shape[i];
-    if (elements > UINT32_MAX)
-      return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
-                      "vkf_tensor_create: %llu+ elements, more than the 2^32-1 supported",
-                      (unsigned long long)elements);
+  uint64_t elements = check_shape(ctx, "vkf_tensor_create", dtype, ndim, shape);
+  if (!elements)
+    return ctx->env.error_status;
+  uint32_t idx = slot_take(ctx);
+  if (idx == UINT32_MAX)
+    return ctx->env.error_status;
+  vkf_storage *storage = vkf_calloc(&ctx->env, 1, sizeof(*storage));
+  if (!storage) {
+    slot_give(ctx, idx);
+    return vkf_fail(&ctx->env, VKF_ERROR_OUT_OF_HOST_MEMORY, "tensor storage");
   }
-  uint32_t idx;
-  if (ctx->free_head) {
-    idx = ctx->free_head - 1;
-    ctx->free_head = ctx->slots[idx].next_free;
-  } else {
-    if (ctx->n_slots == SLOT_MASK)
-      return vkf_fail(&ctx->env, VKF_ERROR_OUT_OF_HOST_MEMORY, "too many live tensors (%u)",
-                      SLOT_MASK);
-    if (ctx->n_slots == ctx->cap_slots) {
-      uint32_t cap = ctx->cap_slots ? ctx->cap_slots * 2 : 64;
-      vkf_tensor_slot *s = vkf_realloc(&ctx->env, ctx->slots, cap * sizeof(*s));
-      if (!s)
-        return vkf_fail(&ctx->env, VKF_ERROR_OUT_OF_HOST_MEMORY, "tensor table");
-      ctx->slots = s;
-      ctx->cap_slots = cap;
-    }
-    idx = ctx->n_slots++;
-    memset(&ctx->slots[idx], 0, sizeof(ctx->slots[idx]));
-  }
-  vkf_tensor_slot *s = &ctx->slots[idx];
-  uint64_t bytes = elements * esize;
-  vkf_buffer *buf = NULL;
-  vkf_status st = ctx->be->vt->buffer_create(ctx->be, bytes, &buf);
+  storage->bytes = elements * vkf_dtype_size(dtype);
+  storage->refs = 1;
+  vkf_status st = ctx->be->vt->buffer_create(ctx->be, storage->bytes, &storage->buf);
   if (st != VKF_OK) {
-    s->next_free = ctx->free_head;
-    ctx->free_head = idx + 1;
+    vkf_free(&ctx->env, storage);
+    slot_give(ctx, idx);
     return st;
   }
-  s->live = true;
-  s->dtype = dtype;
-  s->ndim = ndim;
-  for (uint32_t i = 0; i < VKF_MAX_DIMS; i++)
-    s->shape[i] = i < ndim ? shape[i] : 1;
-  s->elements = elements;
-  s->bytes = bytes;
-  s->buf = buf;
+  slot_fill(&ctx->slots[idx], dtype, ndim, shape, elements, storage, 0);
   ctx->live_tensors++;
-  out->id = (idx + 1) | ((uint32_t)s->generation << SLOT_BITS);
+  *out = slot_handle(ctx, idx);
+  return VKF_OK;
+}
+
+vkf_status vkf_tensor_view(vkf_context *ctx, vkf_tensor base, uint64_t offset, uint32_t ndim,
+                           const int64_t *shape, vkf_tensor *out) {
+  if (!ctx)
+    return VKF_ERROR_NULL_POINTER;
+  if (!shape || !out)
+    return vkf_fail(&ctx->env, VKF_ERROR_NULL_POINTER, "vkf_tensor_view: shape or out is NULL");
+  *out = VKF_NO_TENSOR;
+  vkf_tensor_slot *b = vkf_ctx_tensor(ctx, base, "vkf_tensor_view");
+  if (!b)
+    return ctx->env.error_status;
+  vkf_dtype dtype = b->dtype;
+  uint64_t elements = check_shape(ctx, "vkf_tensor_view", dtype, ndim, shape);
+  if (!elements)
+    return ctx->env.error_status;
+  if (offset > b->elements || elements > b->elements - offset)
+    return vkf_fail(&ctx->env, VKF_ERROR_SHAPE_MISMATCH,
+                    "vkf_tensor_view: elements [%llu, %llu) are outside the base's %llu",
+                    (unsigned long long)offset, (unsigned long long)(offset + elements),
+                    (unsigned long long)b->elements);
+  uint64_t off_bytes = b->offset + offset * vkf_dtype_size(dtype);
+  if (off_bytes % 4)
+    return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
+                    "vkf_tensor_view: a view must start on a 4-byte boundary");
+  vkf_storage *storage = b->storage;
+  uint32_t idx = slot_take(ctx); /* may move the table: b is stale after */
+  if (idx == UINT32_MAX)
+    return ctx->env.error_status;
+  storage->refs++;
+  slot_fill(&ctx->slots[idx], dtype, ndim, shape, elements, storage, off_bytes);
+  ctx->live_tensors++;
+  *out = slot_handle(ctx, idx);
   return VKF_OK;
 }
 
@@ -457,13 +551,8 @@ vkf_status vkf_tensor_destroy(vkf_context *ctx, vkf_tensor t) {
   vkf_tensor_slot *s = vkf_ctx_tensor(ctx, t, "vkf_tensor_destroy");
   if (!s)
     return ctx->env.error_status;
-  ctx->be->vt->buffer_destroy(ctx->be, s->buf);
-  s->buf = NULL;
-  s->live = false;
-  s->generation = (uint16_t)((s->generation + 1) & GEN_MASK);
-  uint32_t idx = (uint32_t)(s - ctx->slots);
-  s->next_free = ctx->free_head;
-  ctx->free_head = idx + 1;
+  storage_release(ctx, s->storage);
+  slot_give(ctx, (uint32_t)(s - ctx->slots));
   ctx->live_tensors--;
   return VKF_OK;
 }

@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <string.h>
 
-static vkf_status run(vkf_context *ctx, vkf_op *op) {
+vkf_status vkf_ctx_run(vkf_context *ctx, const vkf_op *op) {
   return ctx->be->vt->run(ctx->be, op);
 }
 
-static void shape_str(const vkf_tensor_slot *s, char *buf, size_t n) {
+void vkf_shape_str(const vkf_tensor_slot *s, char *buf, size_t n) {
   size_t o = 0;
   o += (size_t)snprintf(buf + o, n - o, "[");
   for (uint32_t i = 0; i < s->ndim && o < n; i++)
@@ -19,8 +19,7 @@ static void shape_str(const vkf_tensor_slot *s, char *buf, size_t n) {
 }
 
 /* Fetches tensor `t` as operand `name` of `fn`; requires f32. */
-static vkf_tensor_slot *f32_operand(vkf_context *ctx, vkf_tensor t, const char *fn,
-                                    const char *name) {
+vkf_tensor_slot *vkf_f32_operand(vkf_context *ctx, vkf_tensor t, const char *fn, const char *name) {
   char what[96];
   snprintf(what, sizeof(what), "%s: %s", fn, name);
   vkf_tensor_slot *s = vkf_ctx_tensor(ctx, t, what);
@@ -32,7 +31,7 @@ static vkf_tensor_slot *f32_operand(vkf_context *ctx, vkf_tensor t, const char *
   return s;
 }
 
-static bool same_shape(const vkf_tensor_slot *a, const vkf_tensor_slot *b) {
+bool vkf_same_shape(const vkf_tensor_slot *a, const vkf_tensor_slot *b) {
   if (a->ndim != b->ndim)
     return false;
   for (uint32_t i = 0; i < a->ndim; i++)
@@ -41,11 +40,11 @@ static bool same_shape(const vkf_tensor_slot *a, const vkf_tensor_slot *b) {
   return true;
 }
 
-static vkf_status shape_error(vkf_context *ctx, const char *fn, const char *what,
-                              const vkf_tensor_slot *x, const vkf_tensor_slot *y) {
+vkf_status vkf_shape_error(vkf_context *ctx, const char *fn, const char *what,
+                           const vkf_tensor_slot *x, const vkf_tensor_slot *y) {
   char sx[96], sy[96];
-  shape_str(x, sx, sizeof(sx));
-  shape_str(y, sy, sizeof(sy));
+  vkf_shape_str(x, sx, sizeof(sx));
+  vkf_shape_str(y, sy, sizeof(sy));
   return vkf_fail(&ctx->env, VKF_ERROR_SHAPE_MISMATCH, "%s: %s (%s vs %s)", fn, what, sx, sy);
 }
 
@@ -108,7 +107,7 @@ vkf_status vkf_tensor_fill(vkf_context *ctx, vkf_tensor t, float value) {
   vkf_op op = {.kind = VKF_OP_FILL, .n_tensors = 1, .writes = 1};
   op.t[0] = vkf_slot_tref(s);
   op.p.fill = (vkf_fill_params){(uint32_t)((s->bytes + 3) / 4), bits};
-  return run(ctx, &op);
+  return vkf_ctx_run(ctx, &op);
 }
 
 vkf_status vkf_matmul(vkf_context *ctx, vkf_tensor c, vkf_tensor a, vkf_tensor b, vkf_tensor bias,
@@ -116,13 +115,13 @@ vkf_status vkf_matmul(vkf_context *ctx, vkf_tensor c, vkf_tensor a, vkf_tensor b
   static const char fn[] = "vkf_matmul";
   if (!ctx)
     return VKF_ERROR_NULL_POINTER;
-  vkf_tensor_slot *sc = f32_operand(ctx, c, fn, "c");
-  vkf_tensor_slot *sa = sc ? f32_operand(ctx, a, fn, "a") : NULL;
-  vkf_tensor_slot *sb = sa ? f32_operand(ctx, b, fn, "b") : NULL;
+  vkf_tensor_slot *sc = vkf_f32_operand(ctx, c, fn, "c");
+  vkf_tensor_slot *sa = sc ? vkf_f32_operand(ctx, a, fn, "a") : NULL;
+  vkf_tensor_slot *sb = sa ? vkf_f32_operand(ctx, b, fn, "b") : NULL;
   if (!sb)
     return ctx->env.error_status;
   vkf_tensor_slot *sbias = NULL;
-  if (bias.id && !(sbias = f32_operand(ctx, bias, fn, "bias")))
+  if (bias.id && !(sbias = vkf_f32_operand(ctx, bias, fn, "bias")))
     return ctx->env.error_status;
   if (flags & ~(uint32_t)(VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE))
     return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT, "%s: unknown flags 0x%x", fn, flags);
@@ -130,34 +129,35 @@ vkf_status vkf_matmul(vkf_context *ctx, vkf_tensor c, vkf_tensor a, vkf_tensor b
     return vkf_fail(&ctx->env, VKF_ERROR_SHAPE_MISMATCH,
                     "%s: a, b and c need at least 2 dimensions (have %u, %u, %u)", fn, sa->ndim,
                     sb->ndim, sc->ndim);
-  if (sc == sa || sc == sb)
+  if (vkf_slots_overlap(sc, sa) || vkf_slots_overlap(sc, sb) ||
+      (sbias && vkf_slots_overlap(sc, sbias)))
     return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
-                    "%s: c must not be the same tensor as a or b", fn);
+                    "%s: c must not share memory with a, b or bias", fn);
   bool ta = flags & VKF_MATMUL_TRANS_A, tb = flags & VKF_MATMUL_TRANS_B;
   uint32_t na = sa->ndim, nb = sb->ndim, nc = sc->ndim;
   uint64_t M = (uint64_t)sa->shape[na - (ta ? 1 : 2)], K = (uint64_t)sa->shape[na - (ta ? 2 : 1)];
   uint64_t Kb = (uint64_t)sb->shape[nb - (tb ? 1 : 2)], N = (uint64_t)sb->shape[nb - (tb ? 2 : 1)];
   if (K != Kb)
-    return shape_error(ctx, fn, "inner dimensions of a and b differ", sa, sb);
+    return vkf_shape_error(ctx, fn, "inner dimensions of a and b differ", sa, sb);
   if ((uint64_t)sc->shape[nc - 2] != M || (uint64_t)sc->shape[nc - 1] != N)
-    return shape_error(ctx, fn, "c must be [.., M, N]", sc, sa);
+    return vkf_shape_error(ctx, fn, "c must be [.., M, N]", sc, sa);
   if (nc != na)
-    return shape_error(ctx, fn, "a and c need the same batch dimensions", sa, sc);
+    return vkf_shape_error(ctx, fn, "a and c need the same batch dimensions", sa, sc);
   uint64_t batch = 1;
   for (uint32_t i = 0; i + 2 < na; i++) {
     if (sa->shape[i] != sc->shape[i])
-      return shape_error(ctx, fn, "a and c need the same batch dimensions", sa, sc);
+      return vkf_shape_error(ctx, fn, "a and c need the same batch dimensions", sa, sc);
     batch *= (uint64_t)sa->shape[i];
   }
   if (nb > 2) {
     if (nb != na)
-      return shape_error(ctx, fn, "b must have a's batch dimensions or none", sb, sa);
+      return vkf_shape_error(ctx, fn, "b must have a's batch dimensions or none", sb, sa);
     for (uint32_t i = 0; i + 2 < nb; i++)
       if (sb->shape[i] != sa->shape[i])
-        return shape_error(ctx, fn, "b must have a's batch dimensions or none", sb, sa);
+        return vkf_shape_error(ctx, fn, "b must have a's batch dimensions or none", sb, sa);
   }
   if (sbias && (sbias->ndim != 1 || (uint64_t)sbias->shape[0] != N))
-    return shape_error(ctx, fn, "bias must be [N]", sbias, sc);
+    return vkf_shape_error(ctx, fn, "bias must be [N]", sbias, sc);
 
   vkf_op op = {.kind = VKF_OP_MATMUL, .n_tensors = 4, .writes = 1, .reads = 0x6};
   op.t[0] = vkf_slot_tref(sc);
@@ -187,32 +187,34 @@ vkf_status vkf_matmul(vkf_context *ctx, vkf_tensor c, vkf_tensor a, vkf_tensor b
     op.t[3] = vkf_slot_tref(sbias);
     op.reads |= 8;
   }
-  return run(ctx, &op);
+  return vkf_ctx_run(ctx, &op);
 }
 
 static vkf_status binary(vkf_context *ctx, vkf_op_kind kind, const char *fn, vkf_tensor c,
                          vkf_tensor a, vkf_tensor b) {
   if (!ctx)
     return VKF_ERROR_NULL_POINTER;
-  vkf_tensor_slot *sc = f32_operand(ctx, c, fn, "c");
-  vkf_tensor_slot *sa = sc ? f32_operand(ctx, a, fn, "a") : NULL;
-  vkf_tensor_slot *sb = sa ? f32_operand(ctx, b, fn, "b") : NULL;
+  vkf_tensor_slot *sc = vkf_f32_operand(ctx, c, fn, "c");
+  vkf_tensor_slot *sa = sc ? vkf_f32_operand(ctx, a, fn, "a") : NULL;
+  vkf_tensor_slot *sb = sa ? vkf_f32_operand(ctx, b, fn, "b") : NULL;
   if (!sb)
     return ctx->env.error_status;
-  if (!same_shape(sc, sa))
-    return shape_error(ctx, fn, "c must have a's shape", sc, sa);
+  if (!vkf_same_shape(sc, sa))
+    return vkf_shape_error(ctx, fn, "c must have a's shape", sc, sa);
   bool row = sb->ndim == 1 && sb->shape[0] == sa->shape[sa->ndim - 1];
-  if (!same_shape(sb, sa) && !row)
-    return shape_error(ctx, fn, "b must have a's shape or be [last dim of a]", sb, sa);
-  if (sc == sb && !same_shape(sb, sa))
+  if (!vkf_same_shape(sb, sa) && !row)
+    return vkf_shape_error(ctx, fn, "b must have a's shape or be [last dim of a]", sb, sa);
+  /* in place is fine element for element; any other overlap is not */
+  if ((vkf_slots_overlap(sc, sa) && !vkf_slots_same(sc, sa)) ||
+      (vkf_slots_overlap(sc, sb) && !(vkf_slots_same(sc, sb) && vkf_same_shape(sb, sa))))
     return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
-                    "%s: c cannot be the broadcast operand b", fn);
+                    "%s: c may be a or b exactly, but not otherwise overlap them", fn);
   vkf_op op = {.kind = kind, .n_tensors = 3, .writes = 1, .reads = 6};
   op.t[0] = vkf_slot_tref(sc);
   op.t[1] = vkf_slot_tref(sa);
   op.t[2] = vkf_slot_tref(sb);
   op.p.binary = (vkf_binary_params){(uint32_t)sa->elements, (uint32_t)sb->elements};
-  return run(ctx, &op);
+  return vkf_ctx_run(ctx, &op);
 }
 
 vkf_status vkf_add(vkf_context *ctx, vkf_tensor c, vkf_tensor a, vkf_tensor b) {
@@ -227,12 +229,15 @@ vkf_status vkf_scale(vkf_context *ctx, vkf_tensor c, vkf_tensor a, float s) {
   static const char fn[] = "vkf_scale";
   if (!ctx)
     return VKF_ERROR_NULL_POINTER;
-  vkf_tensor_slot *sc = f32_operand(ctx, c, fn, "c");
-  vkf_tensor_slot *sa = sc ? f32_operand(ctx, a, fn, "a") : NULL;
+  vkf_tensor_slot *sc = vkf_f32_operand(ctx, c, fn, "c");
+  vkf_tensor_slot *sa = sc ? vkf_f32_operand(ctx, a, fn, "a") : NULL;
   if (!sa)
     return ctx->env.error_status;
-  if (!same_shape(sc, sa))
-    return shape_error(ctx, fn, "c must have a's shape", sc, sa);
+  if (!vkf_same_shape(sc, sa))
+    return vkf_shape_error(ctx, fn, "c must have a's shape", sc, sa);
+  if (vkf_slots_overlap(sc, sa) && !vkf_slots_same(sc, sa))
+    return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
+                    "%s: c may be a exactly, but not otherwise overlap it", fn);
   if (!isfinite(s))
     return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT, "%s: scale %g is not finite", fn,
                     (double)s);
@@ -240,7 +245,7 @@ vkf_status vkf_scale(vkf_context *ctx, vkf_tensor c, vkf_tensor a, float s) {
   op.t[0] = vkf_slot_tref(sc);
   op.t[1] = vkf_slot_tref(sa);
   op.p.scale = (vkf_scale_params){(uint32_t)sa->elements, s};
-  return run(ctx, &op);
+  return vkf_ctx_run(ctx, &op);
 }
 
 /* out must be a's leading dims, optionally with a trailing 1 ([1] for 1-D a). */
@@ -260,21 +265,21 @@ static vkf_status row_reduce(vkf_context *ctx, const char *fn, vkf_tensor out, v
                              bool mean) {
   if (!ctx)
     return VKF_ERROR_NULL_POINTER;
-  vkf_tensor_slot *so = f32_operand(ctx, out, fn, "out");
-  vkf_tensor_slot *sa = so ? f32_operand(ctx, a, fn, "a") : NULL;
+  vkf_tensor_slot *so = vkf_f32_operand(ctx, out, fn, "out");
+  vkf_tensor_slot *sa = so ? vkf_f32_operand(ctx, a, fn, "a") : NULL;
   if (!sa)
     return ctx->env.error_status;
   if (!row_shape_ok(so, sa))
-    return shape_error(ctx, fn, "out must have a's leading dimensions", so, sa);
-  if (so == sa)
-    return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT, "%s: out must not be a", fn);
+    return vkf_shape_error(ctx, fn, "out must have a's leading dimensions", so, sa);
+  if (vkf_slots_overlap(so, sa))
+    return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT, "%s: out must not overlap a", fn);
   uint32_t cols = (uint32_t)sa->shape[sa->ndim - 1];
   vkf_op op = {.kind = VKF_OP_ROW_SUM, .n_tensors = 2, .writes = 1, .reads = 2};
   op.t[0] = vkf_slot_tref(so);
   op.t[1] = vkf_slot_tref(sa);
   op.p.rowreduce = (vkf_rowreduce_params){(uint32_t)(sa->elements / cols), cols,
                                           mean ? 1.0f / (float)cols : 1.0f};
-  return run(ctx, &op);
+  return vkf_ctx_run(ctx, &op);
 }
 
 vkf_status vkf_row_sum(vkf_context *ctx, vkf_tensor out, vkf_tensor a) {
@@ -289,16 +294,19 @@ vkf_status vkf_softmax(vkf_context *ctx, vkf_tensor out, vkf_tensor a) {
   static const char fn[] = "vkf_softmax";
   if (!ctx)
     return VKF_ERROR_NULL_POINTER;
-  vkf_tensor_slot *so = f32_operand(ctx, out, fn, "out");
-  vkf_tensor_slot *sa = so ? f32_operand(ctx, a, fn, "a") : NULL;
+  vkf_tensor_slot *so = vkf_f32_operand(ctx, out, fn, "out");
+  vkf_tensor_slot *sa = so ? vkf_f32_operand(ctx, a, fn, "a") : NULL;
   if (!sa)
     return ctx->env.error_status;
-  if (!same_shape(so, sa))
-    return shape_error(ctx, fn, "out must have a's shape", so, sa);
+  if (!vkf_same_shape(so, sa))
+    return vkf_shape_error(ctx, fn, "out must have a's shape", so, sa);
+  if (vkf_slots_overlap(so, sa) && !vkf_slots_same(so, sa))
+    return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
+                    "%s: out may be a exactly, but not otherwise overlap it", fn);
   uint32_t cols = (uint32_t)sa->shape[sa->ndim - 1];
   vkf_op op = {.kind = VKF_OP_SOFTMAX, .n_tensors = 2, .writes = 1, .reads = 2};
   op.t[0] = vkf_slot_tref(so);
   op.t[1] = vkf_slot_tref(sa);
   op.p.softmax = (vkf_softmax_params){(uint32_t)(sa->elements / cols), cols};
-  return run(ctx, &op);
+  return vkf_ctx_run(ctx, &op);
 }

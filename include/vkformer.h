@@ -280,7 +280,15 @@ VKF_API const char *vkf_dtype_name(vkf_dtype dtype);
  * contents are undefined until written. */
 VKF_API vkf_status vkf_tensor_create(vkf_context *ctx, vkf_dtype dtype, uint32_t ndim,
                                      const int64_t *shape, vkf_tensor *out);
+/* Destroy a tensor or a view. Memory is freed with the last tensor or view
+ * that uses it. */
 VKF_API vkf_status vkf_tensor_destroy(vkf_context *ctx, vkf_tensor tensor);
+/* A tensor that shares `base`'s memory: `ndim`/`shape` elements starting
+ * `offset` elements into base (contiguous, same dtype), which must start on
+ * a 4-byte boundary. Writes through either are seen by both. A view keeps
+ * the memory alive after base is destroyed. */
+VKF_API vkf_status vkf_tensor_view(vkf_context *ctx, vkf_tensor base, uint64_t offset,
+                                   uint32_t ndim, const int64_t *shape, vkf_tensor *out);
 
 typedef struct vkf_tensor_info {
   vkf_dtype dtype;
@@ -331,6 +339,27 @@ VKF_API vkf_status vkf_row_sum(vkf_context *ctx, vkf_tensor out, vkf_tensor a);
 VKF_API vkf_status vkf_row_mean(vkf_context *ctx, vkf_tensor out, vkf_tensor a);
 /* Softmax over the last dimension. out has a's shape; out may be a. */
 VKF_API vkf_status vkf_softmax(vkf_context *ctx, vkf_tensor out, vkf_tensor a);
+
+/* ------------------------------------------------------------------------ */
+/* Transformer ops, forward and backward. Conventions (as llm.c):
+ * arguments go outputs, inputs, weights, then options; a backward function
+ * ADDS into its gradient outputs (dx += ...), so a tensor used twice
+ * collects both contributions: zero gradients first (vkf_tensor_fill).    */
+/* ------------------------------------------------------------------------ */
+
+/* ---- norm: normalisation: layernorm, rmsnorm ---- */
+
+/* ---- act: activations: gelu, silu, swiglu ---- */
+
+/* ---- embed: embedding, bias gradient ---- */
+
+/* ---- rope: rotary position embedding ---- */
+
+/* ---- attn: attention ---- */
+
+/* ---- xent: loss: softmax cross-entropy ---- */
+
+/* ---- optim: optimiser: adamw, gradient norm and clipping ---- */
 
 /* ------------------------------------------------------------------------ */
 /* Profiling (contexts created with VKF_CONTEXT_PROFILE)                    */

@@ -8,3 +8,10 @@ vkf_shader(mul elementwise.comp OP_MUL)
 vkf_shader(scale elementwise.comp OP_SCALE)
 vkf_shader(row_sum reduce.comp)
 vkf_shader(softmax softmax.comp)
+# ---- norm: normalisation: layernorm, rmsnorm ----
+# ---- act: activations: gelu, silu, swiglu ----
+# ---- embed: embedding, bias gradient ----
+# ---- rope: rotary position embedding ----
+# ---- attn: attention ----
+# ---- xent: loss: softmax cross-entropy ----
+# ---- optim: optimiser: adamw, gradient norm and clipping ----

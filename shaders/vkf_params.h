@@ -68,6 +68,20 @@ struct vkf_softmax_params {
   VKF_U32 rows, cols;
 };
 
+/* ---- norm: normalisation: layernorm, rmsnorm ---- */
+
+/* ---- act: activations: gelu, silu, swiglu ---- */
+
+/* ---- embed: embedding, bias gradient ---- */
+
+/* ---- rope: rotary position embedding ---- */
+
+/* ---- attn: attention ---- */
+
+/* ---- xent: loss: softmax cross-entropy ---- */
+
+/* ---- optim: optimiser: adamw, gradient norm and clipping ---- */
+
 #ifndef VKF_GLSL
 typedef struct vkf_matmul_params vkf_matmul_params;
 typedef struct vkf_binary_params vkf_binary_params;
@@ -75,6 +89,13 @@ typedef struct vkf_scale_params vkf_scale_params;
 typedef struct vkf_fill_params vkf_fill_params;
 typedef struct vkf_rowreduce_params vkf_rowreduce_params;
 typedef struct vkf_softmax_params vkf_softmax_params;
+/* ---- norm ---- */
+/* ---- act ---- */
+/* ---- embed ---- */
+/* ---- rope ---- */
+/* ---- attn ---- */
+/* ---- xent ---- */
+/* ---- optim ---- */
 #endif
 
 #endif /* VKF_PARAMS_H */

@@ -31,6 +31,13 @@ vkf_status vkf_cpu_mul(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_scale(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_row_sum(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_softmax(vkf_cpu *cpu, const vkf_op *op);
+/* ---- norm ---- */
+/* ---- act ---- */
+/* ---- embed ---- */
+/* ---- rope ---- */
+/* ---- attn ---- */
+/* ---- xent ---- */
+/* ---- optim ---- */
 
 /* Matmul on raw pointers (used by other CPU ops too). */
 void vkf_cpu_matmul_f32(vkf_pool *pool, const vkf_matmul_params *p, float *c, const float *a,

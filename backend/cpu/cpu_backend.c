@@ -13,6 +13,13 @@ static const vkf_cpu_op_fn op_table[VKF_OP_COUNT] = {
     [VKF_OP_ADD] = vkf_cpu_add,         [VKF_OP_MUL] = vkf_cpu_mul,
     [VKF_OP_SCALE] = vkf_cpu_scale,     [VKF_OP_ROW_SUM] = vkf_cpu_row_sum,
     [VKF_OP_SOFTMAX] = vkf_cpu_softmax,
+    /* ---- norm ---- */
+    /* ---- act ---- */
+    /* ---- embed ---- */
+    /* ---- rope ---- */
+    /* ---- attn ---- */
+    /* ---- xent ---- */
+    /* ---- optim ---- */
 };
 
 uint32_t vkf_cpu_default_threads(void) {

@@ -226,7 +226,44 @@ vkf_status vkf_vk_copy(vkf_backend *be, vkf_tref dst, vkf_tref src);
 vkf_status vkf_vk_flush(vkf_vk *vk);
 vkf_status vkf_vk_synchronize(vkf_backend *be);
 
-/* vk_ops.c */
+/* vk_ops.c: the op switch and helpers every op family uses */
 vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op);
+/* Push constants: the operands' device addresses (8 bytes each, in operand
+ * order; 0 for an absent one), then the op's parameter struct. */
+typedef struct vkf_vk_push {
+  uint8_t bytes[128];
+  uint32_t size;
+} vkf_vk_push;
+/* addr_adjust (may be NULL): bytes added to each present operand address. */
+void vkf_vk_push_build(vkf_vk_push *pb, const vkf_op *op, const void *params, size_t params_size,
+                       uint64_t *addr_adjust);
+/* Records one dispatch of `shader` specialised with `spec`, with barriers
+ * derived from the op's read/write masks. */
+vkf_status vkf_vk_op_dispatch(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader,
+                              const uint32_t *spec, uint32_t n_spec, const vkf_vk_push *pb,
+                              uint32_t gx, uint32_t gy, uint32_t gz);
+/* Spreads `groups` 1-D workgroups over x and y within the device limits
+ * (shaders use vkf_linear_index()/vkf_linear_group()). */
+void vkf_vk_grid_2d(const vkf_vk *vk, uint64_t groups, uint32_t *gx, uint32_t *gy);
+bool vkf_vk_is_cpu_device(const vkf_vk *vk);
+/* Workgroup sizes: one element per invocation; one row per workgroup
+ * (a power of two no larger than needed for `cols`). */
+uint32_t vkf_vk_elementwise_wg(const vkf_vk *vk);
+uint32_t vkf_vk_row_wg(const vkf_vk *vk, uint32_t cols);
+/* One element per invocation over n elements, spec constant 0 = WG. */
+vkf_status vkf_vk_run_elementwise(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, uint32_t n,
+                                  const void *params, size_t size);
+/* One workgroup per row, spec constant 0 = WG (vkf_vk_row_wg). */
+vkf_status vkf_vk_run_rows(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, uint32_t rows,
+                           uint32_t cols, const void *params, size_t size);
+
+/* Op families, each in its own vk_<family>.c */
+/* ---- norm ---- */
+/* ---- act ---- */
+/* ---- embed ---- */
+/* ---- rope ---- */
+/* ---- attn ---- */
+/* ---- xent ---- */
+/* ---- optim ---- */
 
 #endif

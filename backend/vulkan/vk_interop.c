@@ -43,8 +43,8 @@ vkf_status vkf_vulkan_tensor_buffer(const vkf_context *cctx, vkf_tensor tensor, 
   vkf_tensor_slot *s = vkf_ctx_tensor(ctx, tensor, "vkf_vulkan_tensor_buffer");
   if (!s)
     return ctx->env.error_status;
-  *buffer = s->buf->block->buffer;
-  *offset = s->buf->offset;
+  *buffer = s->storage->buf->block->buffer;
+  *offset = s->storage->buf->offset + s->offset;
   *size = s->bytes;
   return VKF_OK;
 }

@@ -4,13 +4,7 @@
 
 #include <string.h>
 
-/* Push constants: operand addresses, then the op's parameter struct. */
-typedef struct push_block {
-  uint8_t bytes[128];
-  uint32_t size;
-} push_block;
-
-static void push_build(push_block *pb, const vkf_op *op, const void *params, size_t params_size,
+void vkf_vk_push_build(vkf_vk_push *pb, const vkf_op *op, const void *params, size_t params_size,
                        uint64_t *addr_adjust) {
   uint32_t n = op->n_tensors;
   for (uint32_t i = 0; i < n; i++) {
@@ -43,9 +37,9 @@ static void ranges_of(const vkf_op *op, op_ranges *out) {
   }
 }
 
-static vkf_status dispatch(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, const uint32_t *spec,
-                           uint32_t n_spec, const push_block *pb, uint32_t gx, uint32_t gy,
-                           uint32_t gz) {
+vkf_status vkf_vk_op_dispatch(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader,
+                              const uint32_t *spec, uint32_t n_spec, const vkf_vk_push *pb,
+                              uint32_t gx, uint32_t gy, uint32_t gz) {
   VkPipeline pipe;
   vkf_status st = vkf_vk_pipeline_get(vk, shader, n_spec, spec, &pipe);
   if (st != VKF_OK)
@@ -67,7 +61,7 @@ static vkf_status dispatch(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, c
 }
 
 /* Spread `groups` 1-D workgroups over x and y within the device limits. */
-static void grid_2d(const vkf_vk *vk, uint64_t groups, uint32_t *gx, uint32_t *gy) {
+void vkf_vk_grid_2d(const vkf_vk *vk, uint64_t groups, uint32_t *gx, uint32_t *gy) {
   uint32_t max_x = vk->base.info.max_workgroup_count[0];
   if (groups <= max_x) {
     *gx = (uint32_t)(groups ? groups : 1);
@@ -78,38 +72,38 @@ static void grid_2d(const vkf_vk *vk, uint64_t groups, uint32_t *gx, uint32_t *g
   }
 }
 
-static bool is_cpu_device(const vkf_vk *vk) {
+bool vkf_vk_is_cpu_device(const vkf_vk *vk) {
   return vk->base.info.type == VKF_DEVICE_TYPE_CPU_VULKAN;
 }
 
 /* Threads per workgroup for one-element-per-invocation kernels. */
-static uint32_t elementwise_wg(const vkf_vk *vk) {
-  return is_cpu_device(vk) ? 64 : 256;
+uint32_t vkf_vk_elementwise_wg(const vkf_vk *vk) {
+  return vkf_vk_is_cpu_device(vk) ? 64 : 256;
 }
 /* Threads per workgroup for one-row-per-workgroup kernels (power of two). */
-static uint32_t row_wg(const vkf_vk *vk, uint32_t cols) {
-  uint32_t wg = is_cpu_device(vk) ? 32 : 128;
+uint32_t vkf_vk_row_wg(const vkf_vk *vk, uint32_t cols) {
+  uint32_t wg = vkf_vk_is_cpu_device(vk) ? 32 : 128;
   while (wg > 8 && wg / 2 >= cols)
     wg /= 2;
   return wg;
 }
 
-static vkf_status run_elementwise(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, uint32_t n,
+vkf_status vkf_vk_run_elementwise(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, uint32_t n,
                                   const void *params, size_t size) {
-  push_block pb;
-  push_build(&pb, op, params, size, NULL);
-  uint32_t wg = elementwise_wg(vk), gx, gy;
-  grid_2d(vk, ((uint64_t)n + wg - 1) / wg, &gx, &gy);
-  return dispatch(vk, op, shader, &wg, 1, &pb, gx, gy, 1);
+  vkf_vk_push pb;
+  vkf_vk_push_build(&pb, op, params, size, NULL);
+  uint32_t wg = vkf_vk_elementwise_wg(vk), gx, gy;
+  vkf_vk_grid_2d(vk, ((uint64_t)n + wg - 1) / wg, &gx, &gy);
+  return vkf_vk_op_dispatch(vk, op, shader, &wg, 1, &pb, gx, gy, 1);
 }
 
-static vkf_status run_rows(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, uint32_t rows,
+vkf_status vkf_vk_run_rows(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, uint32_t rows,
                            uint32_t cols, const void *params, size_t size) {
-  push_block pb;
-  push_build(&pb, op, params, size, NULL);
-  uint32_t wg = row_wg(vk, cols), gx, gy;
-  grid_2d(vk, rows, &gx, &gy);
-  return dispatch(vk, op, shader, &wg, 1, &pb, gx, gy, 1);
+  vkf_vk_push pb;
+  vkf_vk_push_build(&pb, op, params, size, NULL);
+  uint32_t wg = vkf_vk_row_wg(vk, cols), gx, gy;
+  vkf_vk_grid_2d(vk, rows, &gx, &gy);
+  return vkf_vk_op_dispatch(vk, op, shader, &wg, 1, &pb, gx, gy, 1);
 }
 
 /* ---- matmul ---- */
@@ -119,7 +113,7 @@ typedef struct mm_config {
 
 static mm_config matmul_config(const vkf_vk *vk, const vkf_matmul_params *p) {
   (void)p;
-  if (is_cpu_device(vk))
+  if (vkf_vk_is_cpu_device(vk))
     return (mm_config){64, 32, 32, 16, 4, 4};
   return (mm_config){256, 64, 64, 16, 4, 4};
 }
@@ -139,9 +133,9 @@ static vkf_status run_matmul(vkf_vk *vk, const vkf_op *op) {
     uint32_t nb = p->batch - b0 < max_z ? p->batch - b0 : max_z;
     uint64_t adj[4] = {4ull * b0 * p->stride_c, 4ull * b0 * p->stride_a, 4ull * b0 * p->stride_b,
                        0};
-    push_block pb;
-    push_build(&pb, op, p, sizeof(*p), adj);
-    vkf_status st = dispatch(vk, op, VKF_SHADER_matmul, spec, 6, &pb, gx, gy, nb);
+    vkf_vk_push pb;
+    vkf_vk_push_build(&pb, op, p, sizeof(*p), adj);
+    vkf_status st = vkf_vk_op_dispatch(vk, op, VKF_SHADER_matmul, spec, 6, &pb, gx, gy, nb);
     if (st != VKF_OK)
       return st;
   }
@@ -159,20 +153,28 @@ vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op) {
   case VKF_OP_MATMUL:
     return run_matmul(vk, op);
   case VKF_OP_ADD:
-    return run_elementwise(vk, op, VKF_SHADER_add, op->p.binary.n, &op->p.binary,
-                           sizeof(op->p.binary));
+    return vkf_vk_run_elementwise(vk, op, VKF_SHADER_add, op->p.binary.n, &op->p.binary,
+                                  sizeof(op->p.binary));
   case VKF_OP_MUL:
-    return run_elementwise(vk, op, VKF_SHADER_mul, op->p.binary.n, &op->p.binary,
-                           sizeof(op->p.binary));
+    return vkf_vk_run_elementwise(vk, op, VKF_SHADER_mul, op->p.binary.n, &op->p.binary,
+                                  sizeof(op->p.binary));
   case VKF_OP_SCALE:
-    return run_elementwise(vk, op, VKF_SHADER_scale, op->p.scale.n, &op->p.scale,
-                           sizeof(op->p.scale));
+    return vkf_vk_run_elementwise(vk, op, VKF_SHADER_scale, op->p.scale.n, &op->p.scale,
+                                  sizeof(op->p.scale));
   case VKF_OP_ROW_SUM:
-    return run_rows(vk, op, VKF_SHADER_row_sum, op->p.rowreduce.rows, op->p.rowreduce.cols,
-                    &op->p.rowreduce, sizeof(op->p.rowreduce));
+    return vkf_vk_run_rows(vk, op, VKF_SHADER_row_sum, op->p.rowreduce.rows, op->p.rowreduce.cols,
+                           &op->p.rowreduce, sizeof(op->p.rowreduce));
   case VKF_OP_SOFTMAX:
-    return run_rows(vk, op, VKF_SHADER_softmax, op->p.softmax.rows, op->p.softmax.cols,
-                    &op->p.softmax, sizeof(op->p.softmax));
+    return vkf_vk_run_rows(vk, op, VKF_SHADER_softmax, op->p.softmax.rows, op->p.softmax.cols,
+                           &op->p.softmax, sizeof(op->p.softmax));
+  /* Each family: case VKF_OP_X: return vkf_vk_<family>(vk, op); */
+  /* ---- norm ---- */
+  /* ---- act ---- */
+  /* ---- embed ---- */
+  /* ---- rope ---- */
+  /* ---- attn ---- */
+  /* ---- xent ---- */
+  /* ---- optim ---- */
   default:
     return vkf_fail(be->env, VKF_ERROR_UNSUPPORTED, "Vulkan backend: op %s not implemented",
                     vkf_op_name(op->kind));
