@@ -124,6 +124,7 @@ typedef struct vkf_op {
 /* Backends                                                                 */
 /* ------------------------------------------------------------------------ */
 typedef struct vkf_backend vkf_backend;
+typedef struct vkf_program vkf_program; /* backend-defined */
 
 typedef struct vkf_backend_vtbl {
   void (*destroy)(vkf_backend *be);
@@ -137,6 +138,15 @@ typedef struct vkf_backend_vtbl {
   /* Submit all recorded work and wait for it. */
   vkf_status (*synchronize)(vkf_backend *be);
   vkf_status (*set_threads)(vkf_backend *be, uint32_t threads);
+  /* Capture: ops run between capture_begin and capture_end are recorded,
+   * not executed, into a program that replay executes as a whole (one
+   * submission on Vulkan). No host read/write while capturing. The
+   * program reads and writes the same memory each time: change inputs by
+   * writing the tensors it reads before a replay. */
+  vkf_status (*capture_begin)(vkf_backend *be);
+  vkf_status (*capture_end)(vkf_backend *be, vkf_program **out);
+  vkf_status (*replay)(vkf_backend *be, vkf_program *program);
+  void (*program_destroy)(vkf_backend *be, vkf_program *program);
   void (*memory_stats)(const vkf_backend *be, vkf_memory_stats *out);
 } vkf_backend_vtbl;
 

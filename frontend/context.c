@@ -626,3 +626,33 @@ vkf_status vkf_tensor_copy(vkf_context *ctx, vkf_tensor dst, vkf_tensor src) {
     return VKF_OK;
   return ctx->be->vt->copy(ctx->be, vkf_slot_tref(d), vkf_slot_tref(s));
 }
+
+/* ------------------------------------------------------------------------ */
+/* Captured programs                                                        */
+/* ------------------------------------------------------------------------ */
+vkf_status vkf_capture_begin(vkf_context *ctx) {
+  if (!ctx)
+    return VKF_ERROR_NULL_POINTER;
+  return ctx->be->vt->capture_begin(ctx->be);
+}
+
+vkf_status vkf_capture_end(vkf_context *ctx, vkf_program **out) {
+  if (!ctx)
+    return VKF_ERROR_NULL_POINTER;
+  if (!out)
+    return vkf_fail(&ctx->env, VKF_ERROR_NULL_POINTER, "vkf_capture_end: out is NULL");
+  return ctx->be->vt->capture_end(ctx->be, out);
+}
+
+vkf_status vkf_program_replay(vkf_context *ctx, vkf_program *program) {
+  if (!ctx)
+    return VKF_ERROR_NULL_POINTER;
+  if (!program)
+    return vkf_fail(&ctx->env, VKF_ERROR_NULL_POINTER, "vkf_program_replay: program is NULL");
+  return ctx->be->vt->replay(ctx->be, program);
+}
+
+void vkf_program_destroy(vkf_context *ctx, vkf_program *program) {
+  if (ctx && program)
+    ctx->be->vt->program_destroy(ctx->be, program);
+}

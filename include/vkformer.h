@@ -362,6 +362,26 @@ VKF_API vkf_status vkf_softmax(vkf_context *ctx, vkf_tensor out, vkf_tensor a);
 /* ---- optim: optimiser: adamw, gradient norm and clipping ---- */
 
 /* ------------------------------------------------------------------------ */
+/* Captured programs: record a sequence of ops once, replay it many times.
+ * On Vulkan the whole sequence is one command buffer and one submission
+ * per replay (a training step, say); on the CPU backend replay runs the
+ * recorded ops in order.                                                   */
+/* ------------------------------------------------------------------------ */
+typedef struct vkf_program vkf_program;
+
+/* Ops recorded after this are captured, not executed, until
+ * vkf_capture_end. Reading or writing tensors while capturing fails with
+ * VKF_ERROR_INVALID_ARGUMENT. */
+VKF_API vkf_status vkf_capture_begin(vkf_context *ctx);
+VKF_API vkf_status vkf_capture_end(vkf_context *ctx, vkf_program **out);
+/* Runs the captured ops on the tensors they were recorded with (write new
+ * inputs into those tensors first). The tensors must still exist. Ordered
+ * with other ops like any op; reads wait for it. */
+VKF_API vkf_status vkf_program_replay(vkf_context *ctx, vkf_program *program);
+/* Waits for the program if it is running, then frees it. NULL is ignored. */
+VKF_API void vkf_program_destroy(vkf_context *ctx, vkf_program *program);
+
+/* ------------------------------------------------------------------------ */
 /* Profiling (contexts created with VKF_CONTEXT_PROFILE)                    */
 /* ------------------------------------------------------------------------ */
 typedef struct vkf_op_time {

@@ -15,7 +15,13 @@ typedef struct vkf_cpu {
   vkf_pool *pool;
   uint64_t bytes_used, bytes_peak;
   uint32_t buffers;
+  vkf_program *capturing; /* non-NULL between capture_begin and capture_end */
 } vkf_cpu;
+
+struct vkf_program {
+  vkf_op *ops;
+  uint32_t n, cap;
+};
 
 static inline float *vkf_cpu_f32(const vkf_op *op, uint32_t i) {
   return op->t[i].buf ? (float *)((char *)op->t[i].buf->data + op->t[i].offset) : NULL;

@@ -57,8 +57,11 @@ static vkf_cpu *cpu_of(vkf_backend *be) {
   return (vkf_cpu *)be;
 }
 
+static void cpu_program_destroy(vkf_backend *be, vkf_program *p);
+
 static void cpu_destroy(vkf_backend *be) {
   vkf_cpu *cpu = cpu_of(be);
+  cpu_program_destroy(be, cpu->capturing);
   vkf_pool_destroy(cpu->pool);
   vkf_free(be->env, cpu);
 }
@@ -97,20 +100,28 @@ static void cpu_buffer_destroy(vkf_backend *be, vkf_buffer *b) {
   vkf_free(be->env, b);
 }
 
+static vkf_status no_host_io(vkf_backend *be) {
+  return vkf_fail(be->env, VKF_ERROR_INVALID_ARGUMENT,
+                  "tensor reads and writes are not allowed while capturing a program");
+}
+
 static vkf_status cpu_write(vkf_backend *be, vkf_tref dst, const void *src) {
-  (void)be;
+  if (cpu_of(be)->capturing)
+    return no_host_io(be);
   memcpy((char *)dst.buf->data + dst.offset, src, (size_t)dst.bytes);
   return VKF_OK;
 }
 
 static vkf_status cpu_read(vkf_backend *be, vkf_tref src, void *dst) {
-  (void)be;
+  if (cpu_of(be)->capturing)
+    return no_host_io(be);
   memcpy(dst, (const char *)src.buf->data + src.offset, (size_t)src.bytes);
   return VKF_OK;
 }
 
 static vkf_status cpu_copy(vkf_backend *be, vkf_tref dst, vkf_tref src) {
-  (void)be;
+  if (cpu_of(be)->capturing)
+    return no_host_io(be);
   memmove((char *)dst.buf->data + dst.offset, (const char *)src.buf->data + src.offset,
           (size_t)(dst.bytes < src.bytes ? dst.bytes : src.bytes));
   return VKF_OK;
@@ -126,6 +137,19 @@ static vkf_status cpu_run(vkf_backend *be, const vkf_op *op) {
   if ((unsigned)op->kind >= VKF_OP_COUNT || !op_table[op->kind])
     return vkf_fail(be->env, VKF_ERROR_UNSUPPORTED, "CPU backend: op %s not implemented",
                     vkf_op_name(op->kind));
+  vkf_program *cap = cpu_of(be)->capturing;
+  if (cap) {
+    if (cap->n == cap->cap) {
+      uint32_t n = cap->cap ? cap->cap * 2 : 64;
+      vkf_op *ops = vkf_realloc(be->env, cap->ops, n * sizeof(*ops));
+      if (!ops)
+        return vkf_fail(be->env, VKF_ERROR_OUT_OF_HOST_MEMORY, "captured program");
+      cap->ops = ops;
+      cap->cap = n;
+    }
+    cap->ops[cap->n++] = *op;
+    return VKF_OK;
+  }
   double t0 = be->profiling ? now_ms() : 0;
   vkf_status st = op_table[op->kind](cpu_of(be), op);
   if (be->profiling) {
@@ -160,6 +184,42 @@ static void cpu_memory_stats(const vkf_backend *be, vkf_memory_stats *out) {
   out->device_blocks = cpu->buffers;
 }
 
+static vkf_status cpu_capture_begin(vkf_backend *be) {
+  vkf_cpu *cpu = cpu_of(be);
+  if (cpu->capturing)
+    return vkf_fail(be->env, VKF_ERROR_INVALID_ARGUMENT, "already capturing");
+  cpu->capturing = vkf_calloc(be->env, 1, sizeof(vkf_program));
+  return cpu->capturing ? VKF_OK : vkf_fail(be->env, VKF_ERROR_OUT_OF_HOST_MEMORY, "program");
+}
+
+static vkf_status cpu_capture_end(vkf_backend *be, vkf_program **out) {
+  vkf_cpu *cpu = cpu_of(be);
+  *out = NULL;
+  if (!cpu->capturing)
+    return vkf_fail(be->env, VKF_ERROR_INVALID_ARGUMENT, "not capturing");
+  *out = cpu->capturing;
+  cpu->capturing = NULL;
+  return VKF_OK;
+}
+
+static vkf_status cpu_replay(vkf_backend *be, vkf_program *p) {
+  if (cpu_of(be)->capturing)
+    return vkf_fail(be->env, VKF_ERROR_INVALID_ARGUMENT, "cannot replay while capturing");
+  for (uint32_t i = 0; i < p->n; i++) {
+    vkf_status st = cpu_run(be, &p->ops[i]);
+    if (st != VKF_OK)
+      return st;
+  }
+  return VKF_OK;
+}
+
+static void cpu_program_destroy(vkf_backend *be, vkf_program *p) {
+  if (!p)
+    return;
+  vkf_free(be->env, p->ops);
+  vkf_free(be->env, p);
+}
+
 static const vkf_backend_vtbl cpu_vtbl = {
     .destroy = cpu_destroy,
     .buffer_create = cpu_buffer_create,
@@ -171,6 +231,10 @@ static const vkf_backend_vtbl cpu_vtbl = {
     .synchronize = cpu_synchronize,
     .set_threads = cpu_set_threads,
     .memory_stats = cpu_memory_stats,
+    .capture_begin = cpu_capture_begin,
+    .capture_end = cpu_capture_end,
+    .replay = cpu_replay,
+    .program_destroy = cpu_program_destroy,
 };
 
 vkf_status vkf_cpu_backend_create(vkf_env *env, uint32_t threads, bool profiling,

@@ -143,6 +143,14 @@ typedef struct vkf_vk_readback {
   uint64_t bytes;
 } vkf_vk_readback;
 
+/* A captured command buffer, replayed as one submission. */
+struct vkf_program {
+  VkCommandBuffer cmd;
+  VkFence fence;
+  bool in_flight;
+  vkf_vk_range_set reads, writes; /* everything it touches */
+};
+
 typedef struct vkf_vk {
   vkf_backend base;
   vkf_vk_instance inst;
@@ -178,6 +186,13 @@ typedef struct vkf_vk {
   vkf_vk_range_set pend_reads, pend_writes;
   double ts_period_ms;
   uint64_t ts_mask;
+  /* capture: the program being recorded, its pseudo-slot, and the eager
+   * stream's hazard sets put aside meanwhile */
+  vkf_program *capturing;
+  vkf_vk_slot capture_slot;
+  vkf_vk_range_set saved_reads, saved_writes;
+  vkf_program **programs; /* all live programs (waited for in synchronize) */
+  uint32_t n_programs, cap_programs;
 } vkf_vk;
 
 /* vk_device.c */
@@ -225,6 +240,10 @@ vkf_status vkf_vk_read(vkf_backend *be, vkf_tref src, void *dst);
 vkf_status vkf_vk_copy(vkf_backend *be, vkf_tref dst, vkf_tref src);
 vkf_status vkf_vk_flush(vkf_vk *vk);
 vkf_status vkf_vk_synchronize(vkf_backend *be);
+vkf_status vkf_vk_capture_begin(vkf_backend *be);
+vkf_status vkf_vk_capture_end(vkf_backend *be, vkf_program **out);
+vkf_status vkf_vk_replay(vkf_backend *be, vkf_program *p);
+void vkf_vk_program_destroy(vkf_backend *be, vkf_program *p);
 
 /* vk_ops.c: the op switch and helpers every op family uses */
 vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op);

@@ -615,6 +615,10 @@ static const vkf_backend_vtbl vk_vtbl = {
     .synchronize = vkf_vk_synchronize,
     .set_threads = vk_set_threads,
     .memory_stats = vk_memory_stats,
+    .capture_begin = vkf_vk_capture_begin,
+    .capture_end = vkf_vk_capture_end,
+    .replay = vkf_vk_replay,
+    .program_destroy = vkf_vk_program_destroy,
 };
 
 static vkf_status adopt_device(vkf_vk *vk, const vkf_vulkan_interop *io) {

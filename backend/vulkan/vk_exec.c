@@ -131,11 +131,15 @@ static vkf_status wait_slot(vkf_vk *vk, vkf_vk_slot *s) {
   return vkf_vk_result(vk, r, "vkResetFences");
 }
 
-/* The current slot, recording. */
+/* The current slot, recording (the capture's pseudo-slot while capturing). */
 static vkf_status begin(vkf_vk *vk, vkf_vk_slot **out) {
   if (vk->lost)
     return vkf_fail(vk->base.env, VKF_ERROR_DEVICE_LOST,
                     "the device was lost; the context can only be destroyed now");
+  if (vk->capturing) {
+    *out = &vk->capture_slot;
+    return VKF_OK;
+  }
   vkf_vk_slot *s = &vk->slots[vk->cur];
   if (!s->recording) {
     vkf_status st = wait_slot(vk, s);
@@ -184,16 +188,20 @@ static vkf_status track(vkf_vk *vk, vkf_vk_slot *s, const vkf_vk_range *reads, u
     need = ranges_overlap(&vk->writes, writes[i]) || ranges_overlap(&vk->reads, writes[i]);
   if (need)
     barrier(vk, s);
+  /* what the host must wait for before touching these ranges: now, or once
+   * the captured program is replayed */
+  vkf_vk_range_set *pr = vk->capturing ? &vk->capturing->reads : &vk->pend_reads;
+  vkf_vk_range_set *pw = vk->capturing ? &vk->capturing->writes : &vk->pend_writes;
   vkf_status st = VKF_OK;
   for (uint32_t i = 0; i < n_reads && st == VKF_OK; i++) {
     st = ranges_add(vk, &vk->reads, reads[i]);
     if (st == VKF_OK)
-      st = ranges_add(vk, &vk->pend_reads, reads[i]);
+      st = ranges_add(vk, pr, reads[i]);
   }
   for (uint32_t i = 0; i < n_writes && st == VKF_OK; i++) {
     st = ranges_add(vk, &vk->writes, writes[i]);
     if (st == VKF_OK)
-      st = ranges_add(vk, &vk->pend_writes, writes[i]);
+      st = ranges_add(vk, pw, writes[i]);
   }
   return st;
 }
@@ -205,22 +213,40 @@ static vkf_status after_command(vkf_vk *vk, vkf_vk_slot *s, uint8_t kind) {
                                s->n_queries);
     s->query_op[s->n_queries++] = kind;
   }
-  if (s->commands >= AUTO_FLUSH_COMMANDS || (s->queries && s->n_queries >= VKF_VK_MAX_QUERIES))
+  if (!vk->capturing &&
+      (s->commands >= AUTO_FLUSH_COMMANDS || (s->queries && s->n_queries >= VKF_VK_MAX_QUERIES)))
     return vkf_vk_flush(vk);
   return VKF_OK;
 }
 
-vkf_status vkf_vk_flush(vkf_vk *vk) {
-  vkf_vk_slot *s = &vk->slots[vk->cur];
-  if (!s->recording)
-    return VKF_OK;
-  /* make device writes visible to host reads after the fence */
+/* Makes device writes visible to host reads once the fence signalled. */
+static void host_barrier(vkf_vk *vk, VkCommandBuffer cmd) {
   VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
                         .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
                         .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
-  vk->fn.vkCmdPipelineBarrier(s->cmd,
+  vk->fn.vkCmdPipelineBarrier(cmd,
                               VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
                               VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+static vkf_status submit(vkf_vk *vk, VkCommandBuffer cmd, VkFence fence) {
+  VkSubmitInfo si = {
+      .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cmd};
+  if (vk->lock_queue)
+    vk->lock_queue(vk->queue_lock_user);
+  VkResult r = vk->fn.vkQueueSubmit(vk->queue, 1, &si, fence);
+  if (vk->unlock_queue)
+    vk->unlock_queue(vk->queue_lock_user);
+  return vkf_vk_result(vk, r, "vkQueueSubmit");
+}
+
+vkf_status vkf_vk_flush(vkf_vk *vk) {
+  if (vk->capturing)
+    return VKF_OK; /* nothing runs until the program is replayed */
+  vkf_vk_slot *s = &vk->slots[vk->cur];
+  if (!s->recording)
+    return VKF_OK;
+  host_barrier(vk, s->cmd);
   s->recording = false;
   vkf_status st = vkf_vk_result(vk, vk->fn.vkEndCommandBuffer(s->cmd), "vkEndCommandBuffer");
   if (st != VKF_OK)
@@ -240,14 +266,32 @@ vkf_status vkf_vk_flush(vkf_vk *vk) {
   return VKF_OK;
 }
 
+static vkf_status wait_program(vkf_vk *vk, vkf_program *p) {
+  if (!p->in_flight)
+    return VKF_OK;
+  VkResult r = vk->fn.vkWaitForFences(vk->device, 1, &p->fence, VK_TRUE, UINT64_MAX);
+  if (r == VK_SUCCESS)
+    r = vk->fn.vkResetFences(vk->device, 1, &p->fence);
+  p->in_flight = false;
+  return vkf_vk_result(vk, r, "vkWaitForFences");
+}
+
 vkf_status vkf_vk_synchronize(vkf_backend *be) {
   vkf_vk *vk = (vkf_vk *)be;
   if (vk->lost)
     return vkf_fail(be->env, VKF_ERROR_DEVICE_LOST,
                     "the device was lost; the context can only be destroyed now");
+  if (vk->capturing)
+    return vkf_fail(be->env, VKF_ERROR_INVALID_ARGUMENT,
+                    "cannot synchronize while capturing a program");
   vkf_status st = vkf_vk_flush(vk);
   for (uint32_t i = 0; i < VKF_VK_SLOTS; i++) {
     vkf_status w = wait_slot(vk, &vk->slots[(vk->cur + i) % VKF_VK_SLOTS]);
+    if (st == VKF_OK)
+      st = w;
+  }
+  for (uint32_t i = 0; i < vk->n_programs; i++) {
+    vkf_status w = wait_program(vk, vk->programs[i]);
     if (st == VKF_OK)
       st = w;
   }
@@ -258,7 +302,152 @@ vkf_status vkf_vk_synchronize(vkf_backend *be) {
   return st;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Captured programs                                                        */
+/* ------------------------------------------------------------------------ */
+static void swap_sets(vkf_vk_range_set *a, vkf_vk_range_set *b) {
+  vkf_vk_range_set t = *a;
+  *a = *b;
+  *b = t;
+}
+
+static void full_barrier(vkf_vk *vk, VkCommandBuffer cmd) {
+  VkMemoryBarrier mb = {
+      .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+      .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+      .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                       VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+  };
+  VkPipelineStageFlags stages =
+      VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+  vk->fn.vkCmdPipelineBarrier(cmd, stages, stages, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+void vkf_vk_program_destroy(vkf_backend *be, vkf_program *p) {
+  vkf_vk *vk = (vkf_vk *)be;
+  if (!p)
+    return;
+  if (p->in_flight && !vk->lost)
+    vk->fn.vkWaitForFences(vk->device, 1, &p->fence, VK_TRUE, UINT64_MAX);
+  for (uint32_t i = 0; i < vk->n_programs; i++)
+    if (vk->programs[i] == p) {
+      vk->programs[i] = vk->programs[--vk->n_programs];
+      break;
+    }
+  if (p->cmd)
+    vk->fn.vkFreeCommandBuffers(vk->device, vk->pool, 1, &p->cmd);
+  if (p->fence)
+    vk->fn.vkDestroyFence(vk->device, p->fence, NULL);
+  ranges_free(vk, &p->reads);
+  ranges_free(vk, &p->writes);
+  vkf_free(be->env, p);
+}
+
+vkf_status vkf_vk_capture_begin(vkf_backend *be) {
+  vkf_vk *vk = (vkf_vk *)be;
+  vkf_env *env = be->env;
+  if (vk->lost)
+    return vkf_fail(env, VKF_ERROR_DEVICE_LOST, "the device was lost");
+  if (vk->capturing)
+    return vkf_fail(env, VKF_ERROR_INVALID_ARGUMENT, "already capturing");
+  vkf_status st = vkf_vk_flush(vk); /* earlier work first in submission order */
+  if (st != VKF_OK)
+    return st;
+  if (vk->n_programs == vk->cap_programs) {
+    uint32_t cap = vk->cap_programs ? vk->cap_programs * 2 : 4;
+    vkf_program **np = vkf_realloc(env, vk->programs, cap * sizeof(*np));
+    if (!np)
+      return vkf_fail(env, VKF_ERROR_OUT_OF_HOST_MEMORY, "program list");
+    vk->programs = np;
+    vk->cap_programs = cap;
+  }
+  vkf_program *p = vkf_calloc(env, 1, sizeof(*p));
+  if (!p)
+    return vkf_fail(env, VKF_ERROR_OUT_OF_HOST_MEMORY, "program");
+  vk->programs[vk->n_programs++] = p;
+  VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                    .commandPool = vk->pool,
+                                    .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                    .commandBufferCount = 1};
+  VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+  VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  st = vkf_vk_result(vk, vk->fn.vkAllocateCommandBuffers(vk->device, &ai, &p->cmd),
+                     "vkAllocateCommandBuffers");
+  if (st == VKF_OK)
+    st =
+        vkf_vk_result(vk, vk->fn.vkCreateFence(vk->device, &fci, NULL, &p->fence), "vkCreateFence");
+  if (st == VKF_OK)
+    st = vkf_vk_result(vk, vk->fn.vkBeginCommandBuffer(p->cmd, &bi), "vkBeginCommandBuffer");
+  if (st != VKF_OK) {
+    vkf_vk_program_destroy(be, p);
+    return st;
+  }
+  /* orders the program after everything submitted before each replay */
+  full_barrier(vk, p->cmd);
+  vk->capturing = p;
+  memset(&vk->capture_slot, 0, sizeof(vk->capture_slot));
+  vk->capture_slot.cmd = p->cmd;
+  vk->capture_slot.recording = true;
+  swap_sets(&vk->reads, &vk->saved_reads);
+  swap_sets(&vk->writes, &vk->saved_writes);
+  vk->reads.n = vk->writes.n = 0;
+  return VKF_OK;
+}
+
+vkf_status vkf_vk_capture_end(vkf_backend *be, vkf_program **out) {
+  vkf_vk *vk = (vkf_vk *)be;
+  *out = NULL;
+  vkf_program *p = vk->capturing;
+  if (!p)
+    return vkf_fail(be->env, VKF_ERROR_INVALID_ARGUMENT, "not capturing");
+  host_barrier(vk, p->cmd);
+  vk->capturing = NULL;
+  swap_sets(&vk->reads, &vk->saved_reads);
+  swap_sets(&vk->writes, &vk->saved_writes);
+  vk->saved_reads.n = vk->saved_writes.n = 0;
+  vkf_status st = vkf_vk_result(vk, vk->fn.vkEndCommandBuffer(p->cmd), "vkEndCommandBuffer");
+  if (st != VKF_OK) {
+    vkf_vk_program_destroy(be, p);
+    return st;
+  }
+  *out = p;
+  return VKF_OK;
+}
+
+vkf_status vkf_vk_replay(vkf_backend *be, vkf_program *p) {
+  vkf_vk *vk = (vkf_vk *)be;
+  if (vk->lost)
+    return vkf_fail(be->env, VKF_ERROR_DEVICE_LOST, "the device was lost");
+  if (vk->capturing)
+    return vkf_fail(be->env, VKF_ERROR_INVALID_ARGUMENT, "cannot replay while capturing");
+  vkf_status st = vkf_vk_flush(vk);
+  if (st == VKF_OK)
+    st = wait_program(vk, p);
+  if (st == VKF_OK)
+    st = submit(vk, p->cmd, p->fence);
+  if (st != VKF_OK)
+    return st;
+  p->in_flight = true;
+  /* later eager commands and host access must wait for what it touches */
+  for (uint32_t i = 0; i < p->reads.n && st == VKF_OK; i++) {
+    st = ranges_add(vk, &vk->pend_reads, p->reads.r[i]);
+    if (st == VKF_OK)
+      st = ranges_add(vk, &vk->reads, p->reads.r[i]);
+  }
+  for (uint32_t i = 0; i < p->writes.n && st == VKF_OK; i++) {
+    st = ranges_add(vk, &vk->pend_writes, p->writes.r[i]);
+    if (st == VKF_OK)
+      st = ranges_add(vk, &vk->writes, p->writes.r[i]);
+  }
+  return st;
+}
+
 void vkf_vk_exec_destroy(vkf_vk *vk) {
+  while (vk->n_programs)
+    vkf_vk_program_destroy(&vk->base, vk->programs[vk->n_programs - 1]);
+  vkf_free(vk->base.env, vk->programs);
+  ranges_free(vk, &vk->saved_reads);
+  ranges_free(vk, &vk->saved_writes);
   for (uint32_t i = 0; i < VKF_VK_SLOTS; i++) {
     vkf_vk_slot *s = &vk->slots[i];
     if (s->in_flight && !vk->lost)
@@ -338,10 +527,17 @@ static vkf_status hold_staging(vkf_vk *vk, vkf_vk_slot *s, vkf_vk_block *b) {
   return VKF_OK;
 }
 
+static vkf_status no_host_io(vkf_backend *be) {
+  return vkf_fail(be->env, VKF_ERROR_INVALID_ARGUMENT,
+                  "tensor reads and writes are not allowed while capturing a program");
+}
+
 vkf_status vkf_vk_write(vkf_backend *be, vkf_tref dst, const void *src) {
   vkf_vk *vk = (vkf_vk *)be;
   if (vk->lost)
     return vkf_fail(be->env, VKF_ERROR_DEVICE_LOST, "the device was lost");
+  if (vk->capturing)
+    return no_host_io(be);
   vkf_vk_range rng = range_of(dst);
   if (dst.buf->block->mapped) {
     if (ranges_overlap(&vk->pend_reads, rng) || ranges_overlap(&vk->pend_writes, rng)) {
@@ -381,6 +577,8 @@ vkf_status vkf_vk_read(vkf_backend *be, vkf_tref src, void *dst) {
   vkf_vk *vk = (vkf_vk *)be;
   if (vk->lost)
     return vkf_fail(be->env, VKF_ERROR_DEVICE_LOST, "the device was lost");
+  if (vk->capturing)
+    return no_host_io(be);
   vkf_vk_range rng = range_of(src);
   if (src.buf->block->mapped) {
     if (ranges_overlap(&vk->pend_writes, rng)) {
