@@ -1,0 +1,188 @@
+/*
+ * The graph: a model described as nodes (tensors) and steps (vkf_ops on
+ * nodes), reverse-mode autodiff that appends the backward steps, a memory
+ * planner that places activations by lifetime, and an executor that records
+ * the whole step list once and replays it.
+ *
+ * Storage classes ("arenas"):
+ *   PARAMS  every parameter, one flat allocation, in creation order
+ *   GRADS   their gradients, the same layout (so the optimiser and the
+ *           gradient norm run as single dispatches over the whole buffer)
+ *   INPUTS  persistent tensors the host writes (token ids, targets) or reads
+ *   ACTS    activations and their gradients: placed by the planner, reused
+ *           once dead
+ *
+ * Building is sticky-error: a builder that fails returns VKF_NODE_NONE and
+ * records the error; later builders do nothing; vkf_graph_status() says
+ * what went wrong first.
+ */
+#ifndef VKF_GRAPH_H
+#define VKF_GRAPH_H
+
+#include "backend.h"
+
+typedef uint32_t vkf_node;
+#define VKF_NODE_NONE 0u
+
+typedef enum vkf_arena {
+  VKF_ARENA_PARAMS,
+  VKF_ARENA_GRADS,
+  VKF_ARENA_INPUTS,
+  VKF_ARENA_ACTS,
+  VKF_ARENA_COUNT
+} vkf_arena;
+
+enum vkf_param_flags {
+  VKF_PARAM_DECAY = 1u << 0,  /* weight decay applies (matrices, embeddings) */
+  VKF_PARAM_FROZEN = 1u << 1, /* no gradient (e.g. a base model under LoRA) */
+};
+
+typedef struct vkf_gnode {
+  char name[96];
+  vkf_arena arena;
+  vkf_dtype dtype;
+  uint32_t ndim;
+  int64_t shape[VKF_MAX_DIMS];
+  uint64_t elements, bytes;
+  vkf_node base;        /* a view: shares base's storage at base_offset */
+  uint64_t base_offset; /* bytes */
+  vkf_node grad;        /* gradient node, once autodiff made one */
+  bool requires_grad;
+  uint32_t param_flags;
+  bool keep; /* the host reads it after a run: alive to the end */
+  /* planner */
+  int32_t first, last; /* step indices of first and last use; -1 = unused */
+  uint64_t offset;     /* bytes into its arena (of the root, for views) */
+} vkf_gnode;
+
+/* An operand of a step: a node, plus a byte offset into it and the extent
+ * of bytes touched (0 = to the node's end), for strided sub-matrices. */
+typedef struct vkf_goperand {
+  vkf_node node;
+  uint64_t offset;
+  uint64_t extent;
+} vkf_goperand;
+
+typedef struct vkf_gstep {
+  vkf_op_kind kind;
+  uint32_t n;
+  uint32_t reads, writes;
+  vkf_goperand t[VKF_OP_MAX_TENSORS];
+  vkf_op_params p;
+} vkf_gstep;
+
+typedef struct vkf_graph vkf_graph;
+typedef struct vkf_tape vkf_tape;
+/* Emits the backward steps of one forward op. */
+typedef void (*vkf_backward_fn)(vkf_graph *g, const vkf_tape *t);
+
+#define VKF_TAPE_MAX 8
+struct vkf_tape {
+  vkf_backward_fn backward;
+  vkf_node in[VKF_TAPE_MAX];
+  vkf_node out[VKF_TAPE_MAX];
+  vkf_op_params p;
+  uint32_t flags;
+  float f[4];
+};
+
+struct vkf_graph {
+  vkf_env *env;
+  vkf_status status;
+  vkf_gnode *nodes; /* nodes[0] is unused (VKF_NODE_NONE) */
+  uint32_t n_nodes, cap_nodes;
+  vkf_gstep *steps;
+  uint32_t n_steps, cap_steps;
+  vkf_tape *tape;
+  uint32_t n_tape, cap_tape;
+  uint64_t arena_bytes[VKF_ARENA_COUNT];
+  uint32_t backward_from; /* first backward step (n_steps when none) */
+  bool planned;
+};
+
+vkf_graph *vkf_graph_create(vkf_env *env);
+void vkf_graph_destroy(vkf_graph *g);
+vkf_status vkf_graph_status(const vkf_graph *g);
+/* Records the first error (later ones are dropped); returns it. */
+vkf_status vkf_graph_fail(vkf_graph *g, vkf_status st, const char *fmt, ...) VKF_PRINTF(3, 4);
+static inline vkf_gnode *vkf_gn(vkf_graph *g, vkf_node n) {
+  return &g->nodes[n];
+}
+
+/* Leaves. */
+vkf_node vkf_g_param(vkf_graph *g, const char *name, uint32_t ndim, const int64_t *shape,
+                     uint32_t flags);
+vkf_node vkf_g_input(vkf_graph *g, const char *name, vkf_dtype dtype, uint32_t ndim,
+                     const int64_t *shape);
+/* A new activation node (an op's output). */
+vkf_node vkf_g_act(vkf_graph *g, const char *name, vkf_dtype dtype, uint32_t ndim,
+                   const int64_t *shape);
+/* Same storage, another shape (same element count). */
+vkf_node vkf_g_reshape(vkf_graph *g, vkf_node x, uint32_t ndim, const int64_t *shape);
+
+/* Appends a step; operands as (node, offset, extent) with read/write masks. */
+void vkf_g_step(vkf_graph *g, const vkf_gstep *s);
+/* Appends a tape record (forward ops with a backward rule). */
+void vkf_g_tape(vkf_graph *g, const vkf_tape *t);
+/* The gradient node of x, created (and zero-filled by a step emitted now)
+ * on first request. VKF_NODE_NONE if x needs no gradient. */
+vkf_node vkf_g_grad(vkf_graph *g, vkf_node x);
+/* x's gradient node if one exists already (VKF_NODE_NONE otherwise). */
+vkf_node vkf_g_grad_if(vkf_graph *g, vkf_node x);
+/* Keep an activation alive to the end of the step list (host reads it). */
+void vkf_g_keep(vkf_graph *g, vkf_node x);
+/* Fill a node with a constant (32-bit pattern of the float). */
+void vkf_g_fill(vkf_graph *g, vkf_node x, float value);
+
+/* Reverse-mode autodiff from a scalar loss (its gradient seeded with 1):
+ * zeroes the parameter gradients, then walks the tape backwards. */
+vkf_status vkf_g_backward(vkf_graph *g, vkf_node loss);
+
+/* Lifetimes and placement. Afterwards every node has its arena offset and
+ * arena_bytes holds the size of each arena: peak memory before anything
+ * runs. */
+typedef struct vkf_graph_memory {
+  uint64_t params, grads, inputs, activations;
+  uint64_t activations_unplanned; /* sum of all activation sizes, no reuse */
+  uint32_t steps, nodes;
+} vkf_graph_memory;
+vkf_status vkf_g_plan(vkf_graph *g, vkf_graph_memory *out);
+
+/* ------------------------------------------------------------------------ */
+/* Execution on a backend                                                   */
+/* ------------------------------------------------------------------------ */
+typedef struct vkf_gexec {
+  vkf_graph *g;
+  vkf_backend *be;
+  vkf_buffer *arena[VKF_ARENA_COUNT];
+  bool own_arena[VKF_ARENA_COUNT];
+  vkf_op *ops;
+  uint32_t n_ops;
+  vkf_program *program;
+} vkf_gexec;
+
+/* Allocates the arenas (or uses the given buffers for shared ones, NULL =
+ * allocate) and builds the op list. Steps [first, last) only; capture=true
+ * records a replayable program. */
+vkf_status vkf_gexec_create(vkf_graph *g, vkf_backend *be, vkf_buffer *const *shared,
+                            uint32_t first, uint32_t last, bool capture, vkf_gexec **out);
+vkf_status vkf_gexec_run(vkf_gexec *x);
+void vkf_gexec_destroy(vkf_gexec *x);
+/* Where a node lives at run time. */
+vkf_tref vkf_gexec_tref(const vkf_gexec *x, vkf_node n);
+
+/* ------------------------------------------------------------------------ */
+/* Op builders (graph_ops.c). Shapes are checked; the result is a new
+ * activation node.                                                         */
+/* ------------------------------------------------------------------------ */
+/* y = x . W (+ b): x [N, K]; W [K, M] (trans_w: [M, K]); b [M] or NONE. */
+vkf_node vkf_g_linear(vkf_graph *g, vkf_node x, vkf_node w, vkf_node b, bool trans_w);
+/* y = x . W[:, col0:col0+M] with W [K, ld] (a column slice: fused QKV
+ * weights stored [in, out]); bias slice likewise (b [ld] or NONE). */
+vkf_node vkf_g_linear_cols(vkf_graph *g, vkf_node x, vkf_node w, vkf_node b, uint32_t col0,
+                           uint32_t m);
+vkf_node vkf_g_add(vkf_graph *g, vkf_node a, vkf_node b);
+vkf_node vkf_g_mul(vkf_graph *g, vkf_node a, vkf_node b);
+vkf_node vkf_g_scale(vkf_graph *g, vkf_node a, float s);
+
+#endif
