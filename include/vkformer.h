@@ -362,6 +362,61 @@ VKF_API vkf_status vkf_softmax(vkf_context *ctx, vkf_tensor out, vkf_tensor a);
 /* ---- optim: optimiser: adamw, gradient norm and clipping ---- */
 
 /* ------------------------------------------------------------------------ */
+/* GPT models                                                               */
+/* ------------------------------------------------------------------------ */
+typedef enum vkf_norm_kind { VKF_NORM_LAYERNORM = 0, VKF_NORM_RMSNORM = 1 } vkf_norm_kind;
+typedef enum vkf_mlp_kind {
+  VKF_MLP_GELU = 0,  /* fc -> GELU (tanh approximation, as GPT-2) -> proj */
+  VKF_MLP_SWIGLU = 1 /* silu(gate) * up -> down (as Llama) */
+} vkf_mlp_kind;
+typedef enum vkf_pos_kind {
+  VKF_POS_LEARNED = 0, /* learned position table added to the token embedding */
+  VKF_POS_ROPE = 1     /* rotary embedding on q and k (rotate-half pairing) */
+} vkf_pos_kind;
+typedef enum vkf_attn_kind {
+  VKF_ATTN_STANDARD = 0, /* scores materialised */
+  VKF_ATTN_FLASH = 1,    /* tiled, O(T) memory */
+  VKF_ATTN_SLIDING = 2,  /* local causal window (sliding_window) */
+  VKF_ATTN_LINEAR = 3,   /* linear attention, O(T) time */
+} vkf_attn_kind;
+
+/* A decoder-only transformer. Zero fields take the defaults noted. Read and
+ * written as Hugging Face config.json: GPT-2 keys (n_embd, n_layer, n_head,
+ * n_positions, vocab_size, layer_norm_epsilon, n_inner) or Llama keys
+ * (hidden_size, num_hidden_layers, num_attention_heads,
+ * num_key_value_heads, intermediate_size, rms_norm_eps, rope_theta,
+ * max_position_embeddings, tie_word_embeddings), plus vkformer's own keys
+ * for what Hugging Face has no key for: "vkformer_norm" ("layernorm" or
+ * "rmsnorm"), "vkformer_mlp" ("gelu" or "swiglu"), "vkformer_positions"
+ * ("learned" or "rope"), "vkformer_bias" (bool), "vkformer_attention"
+ * ("standard", "flash", "sliding", "linear"); "sliding_window" as Mistral. */
+typedef struct vkf_gpt_config {
+  uint32_t vocab_size;     /* required */
+  uint32_t context_length; /* required: longest sequence (positions) */
+  uint32_t d_model;        /* required */
+  uint32_t n_layer;        /* required */
+  uint32_t n_head;         /* required; d_model % n_head == 0 */
+  uint32_t n_kv_head;      /* 0 = n_head; n_head % n_kv_head == 0 (GQA/MQA) */
+  uint32_t d_ff;           /* 0 = 4*d_model (GELU) or the Llama rule for SwiGLU */
+  vkf_norm_kind norm;
+  float norm_eps; /* 0 = 1e-5 */
+  vkf_mlp_kind mlp;
+  vkf_pos_kind positions;
+  float rope_theta; /* 0 = 10000 */
+  int bias;         /* biases on the linear layers and norms (GPT-2: 1) */
+  int untied_head;  /* 1 = a separate LM head; 0 = tied to the token embedding */
+  vkf_attn_kind attention;
+  uint32_t sliding_window; /* for VKF_ATTN_SLIDING */
+} vkf_gpt_config;
+
+/* Fills the defaults in and checks the config (error says which field). */
+VKF_API vkf_status vkf_gpt_config_resolve(vkf_context *ctx, vkf_gpt_config *cfg);
+VKF_API vkf_status vkf_gpt_config_read(vkf_context *ctx, const char *path, vkf_gpt_config *out);
+/* Written atomically (temporary file, fsync, rename). */
+VKF_API vkf_status vkf_gpt_config_write(vkf_context *ctx, const char *path,
+                                        const vkf_gpt_config *cfg);
+
+/* ------------------------------------------------------------------------ */
 /* Captured programs: record a sequence of ops once, replay it many times.
  * On Vulkan the whole sequence is one command buffer and one submission
  * per replay (a training step, say); on the CPU backend replay runs the
