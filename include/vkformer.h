@@ -416,6 +416,42 @@ VKF_API vkf_status vkf_gpt_config_read(vkf_context *ctx, const char *path, vkf_g
 VKF_API vkf_status vkf_gpt_config_write(vkf_context *ctx, const char *path,
                                         const vkf_gpt_config *cfg);
 
+typedef struct vkf_gpt vkf_gpt;
+
+/* A model with GPT-2 initialisation (weights normal(0, 0.02), residual
+ * output projections scaled by 1/sqrt(2 n_layer), biases 0, norm weights 1),
+ * reproducible from `seed` on every backend. */
+VKF_API vkf_status vkf_gpt_create(vkf_context *ctx, const vkf_gpt_config *cfg, uint64_t seed,
+                                  vkf_gpt **out);
+/* Loads config.json and safetensors weights with Hugging Face names and
+ * layouts: GPT-2 style (wte.weight, wpe.weight, h.{i}.ln_1.weight,
+ * h.{i}.attn.c_attn.weight stored [in, out], ..., ln_f.weight; an optional
+ * "transformer." prefix is accepted) for layernorm + GELU + learned
+ * positions + biases + tied head; Llama style (model.embed_tokens.weight,
+ * model.layers.{i}.self_attn.q_proj.weight stored [out, in], ...,
+ * model.norm.weight, lm_head.weight when untied) otherwise. Names, shapes
+ * and dtypes (F32, F16, BF16) are checked; an error names the tensor. */
+VKF_API vkf_status vkf_gpt_load(vkf_context *ctx, const char *config_path, const char *weights_path,
+                                vkf_gpt **out);
+/* Writes config.json and model.safetensors (F32), each atomically. */
+VKF_API vkf_status vkf_gpt_save(vkf_gpt *model, const char *config_path, const char *weights_path);
+VKF_API void vkf_gpt_destroy(vkf_gpt *model);
+VKF_API const vkf_gpt_config *vkf_gpt_config_of(const vkf_gpt *model);
+/* Number of parameters (elements). */
+VKF_API uint64_t vkf_gpt_parameter_count(const vkf_gpt *model);
+
+/* Seeded random numbers (xoshiro256**), state in the struct so it can be
+ * saved in checkpoints. */
+typedef struct vkf_rng {
+  uint64_t s[4];
+} vkf_rng;
+VKF_API void vkf_rng_seed(vkf_rng *rng, uint64_t seed);
+VKF_API uint64_t vkf_rng_next(vkf_rng *rng);
+/* Uniform in [0, 1) with 53 random bits. */
+VKF_API double vkf_rng_uniform(vkf_rng *rng);
+/* Standard normal (Box-Muller). */
+VKF_API double vkf_rng_normal(vkf_rng *rng);
+
 /* ------------------------------------------------------------------------ */
 /* Captured programs: record a sequence of ops once, replay it many times.
  * On Vulkan the whole sequence is one command buffer and one submission

@@ -1,0 +1,40 @@
+/* GPT model internals: the parameter layout shared by the model object and
+ * every graph built from it (training, evaluation, inference). */
+#ifndef VKF_GPT_H
+#define VKF_GPT_H
+
+#include "context.h"
+#include "graph.h"
+
+typedef struct vkf_gpt_layer_params {
+  vkf_node norm1_w, norm1_b;
+  /* GPT-2 style: qkv = fused [C, (Hq + 2 Hkv) D] stored [in, out], with
+   * qkv_b; Llama style: q, k, v each [out, in] (+ biases) */
+  vkf_node qkv_w, qkv_b;
+  vkf_node q_w, k_w, v_w, q_b, k_b, v_b;
+  vkf_node o_w, o_b;
+  vkf_node norm2_w, norm2_b;
+  /* GELU MLP: fc (up) and proj (down); SwiGLU adds gate */
+  vkf_node gate_w, gate_b, up_w, up_b, down_w, down_b;
+} vkf_gpt_layer_params;
+
+typedef struct vkf_gpt_params {
+  bool gpt2_names; /* GPT-2 naming and [in, out] layouts; else Llama */
+  vkf_node wte, wpe, normf_w, normf_b, head;
+  vkf_gpt_layer_params *layers;
+} vkf_gpt_params;
+
+struct vkf_gpt {
+  vkf_context *ctx;
+  vkf_gpt_config cfg;
+  vkf_graph *pg; /* the parameter nodes only: names, shapes, offsets */
+  vkf_gpt_params p;
+  vkf_buffer *params; /* the PARAMS arena on the device */
+  uint64_t n_params;
+};
+
+/* Declares every parameter of cfg in g, in the canonical order (so all
+ * graphs of one model share offsets). layers has cfg->n_layer entries. */
+vkf_status vkf_gpt_declare(vkf_graph *g, const vkf_gpt_config *cfg, vkf_gpt_params *p);
+
+#endif
