@@ -453,6 +453,30 @@ VKF_API double vkf_rng_uniform(vkf_rng *rng);
 VKF_API double vkf_rng_normal(vkf_rng *rng);
 
 /* ------------------------------------------------------------------------ */
+/* Datasets: token streams with a train/validation split                    */
+/* ------------------------------------------------------------------------ */
+typedef struct vkf_dataset vkf_dataset;
+typedef enum vkf_split { VKF_SPLIT_TRAIN = 0, VKF_SPLIT_VAL = 1 } vkf_split;
+
+/* Byte-level tokens (vocabulary 256) from text files, concatenated in order.
+ * The last val_fraction (0 <= f < 1) of the tokens is the validation split. */
+VKF_API vkf_status vkf_dataset_open_text(vkf_context *ctx, const char *const *paths,
+                                         uint32_t n_paths, float val_fraction, vkf_dataset **out);
+/* Tokens from a file of little-endian int32 ids (each in [0, vocab_size)). */
+VKF_API vkf_status vkf_dataset_open_tokens(vkf_context *ctx, const char *path, uint32_t vocab_size,
+                                           float val_fraction, vkf_dataset **out);
+VKF_API void vkf_dataset_destroy(vkf_dataset *ds);
+VKF_API uint64_t vkf_dataset_size(const vkf_dataset *ds, vkf_split split);
+/* B random windows of T+1 tokens from the split (starts uniform, drawn from
+ * rng): inputs[b, t] = w[t], targets[b, t] = w[t + 1]. Each array B*T. */
+VKF_API vkf_status vkf_dataset_batch(vkf_dataset *ds, vkf_split split, vkf_rng *rng, uint32_t B,
+                                     uint32_t T, int32_t *inputs, int32_t *targets);
+/* The B*T-token windows one after another from the start of the split
+ * (window `index`): for evaluating on a fixed set. */
+VKF_API vkf_status vkf_dataset_window(vkf_dataset *ds, vkf_split split, uint64_t index, uint32_t B,
+                                      uint32_t T, int32_t *inputs, int32_t *targets);
+
+/* ------------------------------------------------------------------------ */
 /* Captured programs: record a sequence of ops once, replay it many times.
  * On Vulkan the whole sequence is one command buffer and one submission
  * per replay (a training step, say); on the CPU backend replay runs the
