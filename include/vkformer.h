@@ -450,7 +450,18 @@ typedef struct vkf_optim_desc {
  * SHAPE_MISMATCH (element counts, segment table not [S, 2], norm not 1
  * element), INVALID_ARGUMENT (aliasing, unknown kind or flags, a
  * hyperparameter out of range or not finite, step 0, max_grad_norm without
- * a norm tensor or a norm tensor without max_grad_norm). */
+ * a norm tensor or a norm tensor without max_grad_norm).
+ * Non-finite values are not checked on the device: an infinite norm makes
+ * the clip factor 0, a NaN norm leaves the gradients unclipped (as
+ * torch.nn.utils.clip_grad_norm_ does); read the norm to skip such steps.
+ * With eps = 0 (VKF_OPTIM_EXPLICIT) an element whose v is 0 becomes NaN.
+ *
+ * ONNX Adam (ai.onnx.preview.training, version 1) is this call with flags
+ * VKF_OPTIM_L2_DECAY | VKF_OPTIM_EPS_HAT | VKF_OPTIM_EXPLICIT (and
+ * VKF_OPTIM_NO_BIAS_CORRECTION when T = 0), lr = R, step = T, beta1 = alpha,
+ * beta2 = beta, eps = epsilon, weight_decay = norm_coefficient, m = V,
+ * v = H; a nonzero norm_coefficient_post is vkf_scale(X, X,
+ * 1 - norm_coefficient_post) after the step. */
 VKF_API vkf_status vkf_optim_step(vkf_context *ctx, vkf_tensor params, vkf_tensor grads,
                                   vkf_tensor m, vkf_tensor v, vkf_tensor segments,
                                   vkf_tensor grad_norm, const vkf_optim_desc *desc);

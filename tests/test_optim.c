@@ -536,6 +536,71 @@ static void test_fused_clip_vulkan(void **state) {
   vkft_destroy(vk);
 }
 
+static size_t compare3(const char *what, const float *got, const double *rp, const double *rm,
+                       const double *rv, size_t n) {
+  char w[128];
+  size_t f = 0;
+  snprintf(w, sizeof(w), "%s params", what);
+  f += vkft_compare(w, got, rp, n, P_ATOL, P_RTOL);
+  snprintf(w, sizeof(w), "%s m", what);
+  f += vkft_compare(w, got + n, rm, n, M_ATOL, M_RTOL);
+  snprintf(w, sizeof(w), "%s v", what);
+  f += vkft_compare(w, got + 2 * n, rv, n, V_ATOL, V_RTOL);
+  return f;
+}
+
+/* A non-finite norm (documented): infinite -> clip factor 0, NaN -> no
+ * clipping. Two steps from zero state, so step 2 shows m and v decaying. */
+static void nonfinite_norm_on(vkf_context *ctx) {
+  enum { N = 257 };
+  vkft_rng rng = vkft_rng_seed(17);
+  float p0[N], g[N], got[3 * N];
+  vkft_fill_uniform(&rng, p0, N, -1, 1);
+  vkft_fill_uniform(&rng, g, N, -1, 1);
+  const float norms[2] = {INFINITY, NAN};
+  const double gmul[2] = {0.0, 1.0};
+  size_t failures = 0;
+  for (int c = 0; c < 2; c++) {
+    dev_state d;
+    dev_create(ctx, &d, N, 0, p0, NULL, 0);
+    VKFT_OK(vkf_tensor_write(ctx, d.g, g, sizeof(g)));
+    unsigned char decay[N];
+    memset(decay, 1, sizeof(decay));
+    double *rp = to_double(p0, N), *rm = zeros_d(N), *rv = zeros_d(N);
+    /* step 1 unclipped, step 2 with the non-finite norm */
+    vkf_optim_desc desc = {.lr = 0.01f, .step = 1, .weight_decay = 0.1f};
+    step_or_fail(&d, VKF_NO_TENSOR, &desc);
+    ref_hp h = {0.01f, 0.9f, 0.999f, 1e-8f, 0.1f, 1, 1.0};
+    ref_adamw(rp, rm, rv, g, decay, N, &h);
+    VKFT_OK(vkf_tensor_fill(ctx, d.norm, norms[c]));
+    desc.step = 2;
+    desc.max_grad_norm = 1.0f;
+    step_or_fail(&d, d.norm, &desc);
+    h.t = 2;
+    h.gmul = gmul[c];
+    ref_adamw(rp, rm, rv, g, decay, N, &h);
+    vkft_read(ctx, d.p, got, N);
+    vkft_read(ctx, d.m, got + N, N);
+    vkft_read(ctx, d.v, got + 2 * N, N);
+    failures += compare3(c ? "NaN norm" : "infinite norm", got, rp, rm, rv, N);
+    dev_destroy(&d);
+    free(rp);
+    free(rm);
+    free(rv);
+  }
+  assert_int_equal(failures, 0);
+}
+
+static void test_adamw_nonfinite_norm(void **state) {
+  (void)state;
+  vkf_context *cpu = vkft_cpu();
+  nonfinite_norm_on(cpu);
+  vkft_destroy(cpu);
+  vkf_context *vk = vkft_vulkan();
+  nonfinite_norm_on(vk);
+  vkft_destroy(vk);
+}
+
 /* ------------------------------------------------------------------------ */
 /* 3. Awkward sizes and segment layouts                                     */
 /* ------------------------------------------------------------------------ */
@@ -605,19 +670,6 @@ static float *run_awk(vkf_context *ctx, const awk_case *c, const float *p0, cons
   dev_destroy(&d);
   free(segs);
   return out;
-}
-
-static size_t compare3(const char *what, const float *got, const double *rp, const double *rm,
-                       const double *rv, size_t n) {
-  char w[128];
-  size_t f = 0;
-  snprintf(w, sizeof(w), "%s params", what);
-  f += vkft_compare(w, got, rp, n, P_ATOL, P_RTOL);
-  snprintf(w, sizeof(w), "%s m", what);
-  f += vkft_compare(w, got + n, rm, n, M_ATOL, M_RTOL);
-  snprintf(w, sizeof(w), "%s v", what);
-  f += vkft_compare(w, got + 2 * n, rv, n, V_ATOL, V_RTOL);
-  return f;
 }
 
 static void awkward_on(vkf_context *ctx, vkf_context *cpu) {
@@ -1059,8 +1111,9 @@ int main(void) {
       cmocka_unit_test(test_grad_norm_cpu),          cmocka_unit_test(test_grad_norm_vulkan),
       cmocka_unit_test(test_clip_grads_cpu),         cmocka_unit_test(test_clip_grads_vulkan),
       cmocka_unit_test(test_fused_clip_cpu),         cmocka_unit_test(test_fused_clip_vulkan),
-      cmocka_unit_test(test_adamw_awkward_cpu),      cmocka_unit_test(test_adamw_awkward_vulkan),
-      cmocka_unit_test(test_adamw_onnx_form),        cmocka_unit_test(test_optim_errors),
+      cmocka_unit_test(test_adamw_nonfinite_norm),   cmocka_unit_test(test_adamw_awkward_cpu),
+      cmocka_unit_test(test_adamw_awkward_vulkan),   cmocka_unit_test(test_adamw_onnx_form),
+      cmocka_unit_test(test_optim_errors),
   };
   return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
 }
