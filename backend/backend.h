@@ -73,6 +73,9 @@ bool vkf_contains_nocase(const char *haystack, const char *needle);
   /* ---- attn ---- */                                                                             \
   /* ---- xent ---- */                                                                             \
   /* ---- optim ---- */                                                                            \
+  X(ADAMW, "adamw")                                                                                \
+  X(GRAD_NORM, "grad_norm")                                                                        \
+  X(CLIP_GRADS, "clip_grads")                                                                      \
   /* end */
 
 typedef enum vkf_op_kind {
@@ -109,6 +112,9 @@ typedef union vkf_op_params {
   /* ---- attn ---- */
   /* ---- xent ---- */
   /* ---- optim ---- */
+  vkf_adamw_params adamw;
+  vkf_grad_norm_params grad_norm;
+  vkf_clip_grads_params clip_grads;
 } vkf_op_params;
 
 typedef struct vkf_op {

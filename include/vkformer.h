@@ -361,6 +361,135 @@ VKF_API vkf_status vkf_softmax(vkf_context *ctx, vkf_tensor out, vkf_tensor a);
 
 /* ---- optim: optimiser: adamw, gradient norm and clipping ---- */
 
+/* A model's parameters live in ONE flat f32 tensor (each weight is a view
+ * into it), its gradients in another of the same size, and the optimiser's
+ * state in more (AdamW: m and v), all on the device and zero-initialised by
+ * the caller before the first step. One call updates every parameter in one
+ * pass over memory; nothing goes through the host.
+ *
+ * Which elements get weight decay (matrices yes, norms and biases usually
+ * not) is told by a segment table: an i32 tensor [S, 2] whose row s is
+ * (start_s, flags_s). Segment s covers elements [start_s, start_{s+1}) (the
+ * last one to the end); starts increase from 0 and are read as unsigned
+ * 32-bit values. Make it once with vkf_optim_segments_create(); it lives on
+ * the device, so a step reads no host memory. A table whose starts do not
+ * increase or do not begin at 0 cannot cause an out-of-bounds access, but
+ * which elements decay is then unspecified. */
+enum vkf_optim_segment_flags {
+  VKF_OPTIM_DECAY = 1u << 0, /* weight decay applies to this segment */
+};
+
+typedef struct vkf_optim_segment {
+  uint64_t start; /* first element; 0 for the first segment, then increasing */
+  uint32_t flags; /* vkf_optim_segment_flags */
+} vkf_optim_segment;
+
+/* Creates the i32 [count, 2] segment table for a flat buffer of `elements`
+ * (<= 2^32 - 1) elements from `segments[count]` (count >= 1, first start 0,
+ * starts strictly increasing and below `elements`, only known flags).
+ * Destroy it with vkf_tensor_destroy(). */
+VKF_API vkf_status vkf_optim_segments_create(vkf_context *ctx, const vkf_optim_segment *segments,
+                                             uint32_t count, uint64_t elements, vkf_tensor *out);
+
+typedef enum vkf_optim_kind {
+  VKF_OPTIM_ADAMW = 0, /* Adam with decoupled weight decay (Loshchilov & Hutter) */
+} vkf_optim_kind;
+
+enum vkf_optim_flags {
+  /* Weight decay as L2 regularisation: g += weight_decay * p before the
+   * moments (torch.optim.Adam's weight_decay, ONNX Adam's norm_coefficient)
+   * instead of the decoupled p -= lr * weight_decay * p. */
+  VKF_OPTIM_L2_DECAY = 1u << 0,
+  /* eps added to sqrt(v) instead of sqrt(v_hat): the step is
+   * lr * sqrt(1-beta2^t)/(1-beta1^t) * m / (sqrt(v) + eps), the "epsilon hat"
+   * form of Kingma & Ba section 2, used by TensorFlow and ONNX. */
+  VKF_OPTIM_EPS_HAT = 1u << 1,
+  /* No bias correction (m_hat = m, v_hat = v); `step` is then not used. */
+  VKF_OPTIM_NO_BIAS_CORRECTION = 1u << 2,
+  /* beta1, beta2 and eps are taken as given: zero means zero, not the
+   * default (for beta1 = 0 or eps = 0). */
+  VKF_OPTIM_EXPLICIT = 1u << 3,
+};
+
+/* Hyperparameters of one step, from the host on every call (so learning
+ * rate schedules cost nothing). Zero-initialise; zero fields mean: */
+typedef struct vkf_optim_desc {
+  vkf_optim_kind kind; /* 0 = VKF_OPTIM_ADAMW */
+  uint32_t flags;      /* vkf_optim_flags */
+  /* Number of this update: 1 for the first step (bias correction). Required
+   * (>= 1) unless VKF_OPTIM_NO_BIAS_CORRECTION. */
+  uint64_t step;
+  float lr;           /* learning rate, >= 0, finite. 0 is 0 (no default) */
+  float beta1;        /* in [0, 1). 0 = 0.9 */
+  float beta2;        /* in [0, 1). 0 = 0.999 (GPT pretraining often uses 0.95) */
+  float eps;          /* >= 0. 0 = 1e-8 */
+  float weight_decay; /* >= 0, on segments flagged VKF_OPTIM_DECAY. 0 = none */
+  /* Gradient clipping, with a grad_norm tensor (vkf_grad_norm's output):
+   * gradients are used multiplied by min(1, max_grad_norm / (norm + 1e-6)),
+   * computed on the device. > 0 with a norm tensor; must be 0 without. */
+  float max_grad_norm;
+  /* Gradients are used multiplied by this (1/accumulation steps, 1/loss
+   * scale). The norm tensor holds the norm of the stored (unscaled)
+   * gradients; clipping compares grad_scale * norm with max_grad_norm.
+   * > 0, finite. 0 = 1. */
+  float grad_scale;
+} vkf_optim_desc;
+
+/* One optimiser step over every element of the flat buffers:
+ *   AdamW: g = grad_scale * clip * grads
+ *          m = beta1*m + (1-beta1)*g;  v = beta2*v + (1-beta2)*g^2
+ *          m_hat = m / (1-beta1^step); v_hat = v / (1-beta2^step)
+ *          p -= lr * (m_hat / (sqrt(v_hat) + eps) + d * weight_decay * p)
+ * with d = 1 on decayed segments (see the flags for the variants).
+ * params, grads, m, v: f32, the same number of elements (any shapes), no two
+ * sharing memory. segments: an i32 [S, 2] segment table, or VKF_NO_TENSOR:
+ * every element decays. grad_norm: a 1-element f32 tensor holding the
+ * gradients' norm (from vkf_grad_norm) to clip with desc->max_grad_norm,
+ * or VKF_NO_TENSOR. The gradients themselves are not modified.
+ * Errors: NULL_POINTER (ctx, desc), STALE_HANDLE, DTYPE_MISMATCH,
+ * SHAPE_MISMATCH (element counts, segment table not [S, 2], norm not 1
+ * element), INVALID_ARGUMENT (aliasing, unknown kind or flags, a
+ * hyperparameter out of range or not finite, step 0, max_grad_norm without
+ * a norm tensor or a norm tensor without max_grad_norm).
+ * Non-finite values are not checked on the device: an infinite norm makes
+ * the clip factor 0, a NaN norm leaves the gradients unclipped (as
+ * torch.nn.utils.clip_grad_norm_ does); read the norm to skip such steps.
+ * With eps = 0 (VKF_OPTIM_EXPLICIT) an element whose v is 0 becomes NaN.
+ *
+ * ONNX Adam (ai.onnx.preview.training, version 1) is this call with flags
+ * VKF_OPTIM_L2_DECAY | VKF_OPTIM_EPS_HAT | VKF_OPTIM_EXPLICIT (and
+ * VKF_OPTIM_NO_BIAS_CORRECTION when T = 0), lr = R, step = T, beta1 = alpha,
+ * beta2 = beta, eps = epsilon, weight_decay = norm_coefficient, m = V,
+ * v = H; a nonzero norm_coefficient_post is vkf_scale(X, X,
+ * 1 - norm_coefficient_post) after the step. */
+VKF_API vkf_status vkf_optim_step(vkf_context *ctx, vkf_tensor params, vkf_tensor grads,
+                                  vkf_tensor m, vkf_tensor v, vkf_tensor segments,
+                                  vkf_tensor grad_norm, const vkf_optim_desc *desc);
+
+/* Global gradient norm. `scratch` is a caller-made f32 tensor of at least
+ * vkf_grad_norm_scratch_size() elements for `elements` gradient elements
+ * (allocate it once, with the flat buffers); its contents afterwards are
+ * unspecified. */
+VKF_API vkf_status vkf_grad_norm_scratch_size(const vkf_context *ctx, uint64_t elements,
+                                              uint64_t *scratch_elements);
+/* norm[0] = sqrt(sum of grads[i]^2) over every element of grads, on the
+ * device: per-workgroup partial sums into scratch, then one workgroup adds
+ * them in a fixed order (deterministic: no atomics; the CPU backend's result
+ * does not depend on its thread count). norm: f32, 1 element; grads: f32,
+ * any shape; scratch: see above; no two share memory. */
+VKF_API vkf_status vkf_grad_norm(vkf_context *ctx, vkf_tensor norm, vkf_tensor scratch,
+                                 vkf_tensor grads);
+/* grads *= min(1, max_norm / (norm[0] + 1e-6)) in place, the factor computed
+ * on the device from the 1-element f32 `norm` (vkf_grad_norm's output); a
+ * no-op (nothing written) when the norm is at most max_norm. max_norm > 0,
+ * finite. vkf_optim_step() can do the same inside its pass instead (its
+ * grad_norm argument), which saves a read and a write of the gradients. */
+VKF_API vkf_status vkf_clip_grads(vkf_context *ctx, vkf_tensor grads, vkf_tensor norm,
+                                  float max_norm);
+/* Reads a 1-element f32 tensor (the norm, for logging) into *out: waits for
+ * the work that writes it. */
+VKF_API vkf_status vkf_grad_norm_read(vkf_context *ctx, vkf_tensor norm, float *out);
+
 /* ------------------------------------------------------------------------ */
 /* GPT models                                                               */
 /* ------------------------------------------------------------------------ */

@@ -15,3 +15,7 @@ vkf_shader(softmax softmax.comp)
 # ---- attn: attention ----
 # ---- xent: loss: softmax cross-entropy ----
 # ---- optim: optimiser: adamw, gradient norm and clipping ----
+vkf_shader(adamw optim_adamw.comp)
+vkf_shader(grad_norm optim_grad_norm.comp)
+vkf_shader(grad_norm_final optim_grad_norm.comp FINAL)
+vkf_shader(clip_grads optim_clip.comp)

@@ -24,8 +24,8 @@
 /* matmul flags */
 #define VKF_MM_TRANS_A 1u
 #define VKF_MM_TRANS_B 2u
-#define VKF_MM_BIAS 4u   /* operand 3 is a bias [N] */
-#define VKF_MM_BETA 8u   /* c = alpha*a.b + beta*c (reads c) */
+#define VKF_MM_BIAS 4u /* operand 3 is a bias [N] */
+#define VKF_MM_BETA 8u /* c = alpha*a.b + beta*c (reads c) */
 
 /* matmul: c[b] = alpha * op(a[b]) . op(b[b]) (+ beta * c[b]) (+ bias)
  * operands: 0 c, 1 a, 2 b, 3 bias (optional)
@@ -82,6 +82,51 @@ struct vkf_softmax_params {
 
 /* ---- optim: optimiser: adamw, gradient norm and clipping ---- */
 
+/* Kernel flags of vkf_adamw_params.flags. */
+#define VKF_ADAMW_P_SEGMENTS 1u /* operand 4 is the segment table */
+#define VKF_ADAMW_P_CLIP 2u     /* operand 5 is the gradient norm: clip */
+/* Flag bits of a segment table entry (public: VKF_OPTIM_DECAY). */
+#define VKF_OPTIM_SEG_DECAY 1u
+/* Gradient clipping: scale = grad_scale * min(1, max_norm / (grad_scale * norm + eps)). */
+#define VKF_CLIP_EPS 1e-6
+
+/* adamw: one AdamW update of n elements of a flat parameter buffer.
+ * operands: 0 params, 1 grads, 2 m, 3 v (all n elements, read and written
+ * except grads), 4 segments (optional: i32 [n_segments, 2] rows of
+ * (start, flags), starts increasing from 0; element i belongs to the last
+ * segment whose start <= i), 5 norm (optional: the gradient norm, 1 element).
+ * Per element, with d = 1 when its segment has VKF_OPTIM_SEG_DECAY (or there
+ * is no table) and 0 otherwise:
+ *   s = grad_scale (times the clip factor above with VKF_ADAMW_P_CLIP)
+ *   g = grads * s + d * l2 * p              (l2: coupled, L2 form)
+ *   m = beta1 * m + omb1 * g;  v = beta2 * v + omb2 * g * g
+ *   p = p - lr * (m * inv_bc1) / (sqrt(v * inv_bc2) + eps) - d * lr_wd * p
+ * The frontend folds every variant (bias correction or none, eps inside or
+ * outside the correction, decoupled or L2 decay) into these scalars, which it
+ * computes in double. */
+struct vkf_adamw_params {
+  VKF_U32 n, n_segments, flags;
+  VKF_F32 beta1, beta2, omb1, omb2, eps;
+  VKF_F32 lr, lr_wd, l2, inv_bc1, inv_bc2;
+  VKF_F32 max_norm, grad_scale;
+};
+
+/* grad_norm: out[0] = sqrt(sum of x[i]^2), deterministically in two stages:
+ * grad_norm (stage 1) writes scratch[g] = the sum of squares of partial g's
+ * share of x for g < n_partials; grad_norm_final (stage 2, one workgroup)
+ * adds scratch[0 .. n_partials) in a fixed order and writes the root.
+ * operands: 0 out, 1 scratch, 2 x */
+struct vkf_grad_norm_params {
+  VKF_U32 n, n_partials;
+};
+
+/* clip_grads: x[i] *= min(1, max_norm / (norm[0] + VKF_CLIP_EPS)); nothing is
+ * written when that factor is 1. operands: 0 x, 1 norm */
+struct vkf_clip_grads_params {
+  VKF_U32 n;
+  VKF_F32 max_norm;
+};
+
 #ifndef VKF_GLSL
 typedef struct vkf_matmul_params vkf_matmul_params;
 typedef struct vkf_binary_params vkf_binary_params;
@@ -96,6 +141,9 @@ typedef struct vkf_softmax_params vkf_softmax_params;
 /* ---- attn ---- */
 /* ---- xent ---- */
 /* ---- optim ---- */
+typedef struct vkf_adamw_params vkf_adamw_params;
+typedef struct vkf_grad_norm_params vkf_grad_norm_params;
+typedef struct vkf_clip_grads_params vkf_clip_grads_params;
 #endif
 
 #endif /* VKF_PARAMS_H */

@@ -9,9 +9,12 @@
 #include <unistd.h>
 
 static const vkf_cpu_op_fn op_table[VKF_OP_COUNT] = {
-    [VKF_OP_FILL] = vkf_cpu_fill,       [VKF_OP_MATMUL] = vkf_cpu_matmul,
-    [VKF_OP_ADD] = vkf_cpu_add,         [VKF_OP_MUL] = vkf_cpu_mul,
-    [VKF_OP_SCALE] = vkf_cpu_scale,     [VKF_OP_ROW_SUM] = vkf_cpu_row_sum,
+    [VKF_OP_FILL] = vkf_cpu_fill,
+    [VKF_OP_MATMUL] = vkf_cpu_matmul,
+    [VKF_OP_ADD] = vkf_cpu_add,
+    [VKF_OP_MUL] = vkf_cpu_mul,
+    [VKF_OP_SCALE] = vkf_cpu_scale,
+    [VKF_OP_ROW_SUM] = vkf_cpu_row_sum,
     [VKF_OP_SOFTMAX] = vkf_cpu_softmax,
     /* ---- norm ---- */
     /* ---- act ---- */
@@ -20,6 +23,9 @@ static const vkf_cpu_op_fn op_table[VKF_OP_COUNT] = {
     /* ---- attn ---- */
     /* ---- xent ---- */
     /* ---- optim ---- */
+    [VKF_OP_ADAMW] = vkf_cpu_adamw,
+    [VKF_OP_GRAD_NORM] = vkf_cpu_grad_norm,
+    [VKF_OP_CLIP_GRADS] = vkf_cpu_clip_grads,
 };
 
 uint32_t vkf_cpu_default_threads(void) {

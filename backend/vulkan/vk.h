@@ -284,5 +284,6 @@ vkf_status vkf_vk_run_rows(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, u
 /* ---- attn ---- */
 /* ---- xent ---- */
 /* ---- optim ---- */
+vkf_status vkf_vk_optim(vkf_vk *vk, const vkf_op *op);
 
 #endif
