@@ -57,4 +57,9 @@ bool vkf_same_shape(const vkf_tensor_slot *a, const vkf_tensor_slot *b);
 vkf_status vkf_shape_error(vkf_context *ctx, const char *fn, const char *what,
                            const vkf_tensor_slot *x, const vkf_tensor_slot *y);
 
+/* frontend/optim.c: an optimiser desc checked and folded into the adamw
+ * kernel's scalars (also for steps the graph records). */
+vkf_status vkf_adamw_params_fill(vkf_context *ctx, const vkf_optim_desc *d, uint64_t n, bool clip,
+                                 vkf_adamw_params *p);
+
 #endif

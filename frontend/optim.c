@@ -122,8 +122,8 @@ vkf_status vkf_optim_segments_create(vkf_context *ctx, const vkf_optim_segment *
 }
 
 /* Range checks of the hyperparameters; fills the kernel's scalars. */
-static vkf_status adamw_params(vkf_context *ctx, const vkf_optim_desc *d, uint64_t n, bool clip,
-                               vkf_adamw_params *p) {
+vkf_status vkf_adamw_params_fill(vkf_context *ctx, const vkf_optim_desc *d, uint64_t n, bool clip,
+                                 vkf_adamw_params *p) {
   static const char fn[] = "vkf_optim_step";
   const uint32_t known =
       VKF_OPTIM_L2_DECAY | VKF_OPTIM_EPS_HAT | VKF_OPTIM_NO_BIAS_CORRECTION | VKF_OPTIM_EXPLICIT;
@@ -248,8 +248,8 @@ vkf_status vkf_optim_step(vkf_context *ctx, vkf_tensor params, vkf_tensor grads,
       return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
                       "%s: %s shares memory with segments or grad_norm", fn, names[i]);
   }
-  vkf_op op = {.kind = VKF_OP_ADAMW, .n_tensors = 6, .writes = 0xd, .reads = 0xf};
-  vkf_status st = adamw_params(ctx, desc, sp->elements, sn != NULL, &op.p.adamw);
+  vkf_op op = {.kind = VKF_OP_ADAMW, .n_tensors = 7, .writes = 0xd, .reads = 0xf};
+  vkf_status st = vkf_adamw_params_fill(ctx, desc, sp->elements, sn != NULL, &op.p.adamw);
   if (st != VKF_OK)
     return st;
   op.t[0] = vkf_slot_tref(sp);

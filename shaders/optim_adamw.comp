@@ -24,6 +24,7 @@ layout(push_constant) uniform PC {
   F32 v;
   U32 seg;
   F32 norm;
+  F32 hyper;
   vkf_adamw_params p;
 } pc;
 
@@ -77,12 +78,19 @@ void main() {
     }
   }
 
+  float lr = pc.p.lr, lr_wd = pc.p.lr_wd, inv_bc1 = pc.p.inv_bc1, inv_bc2 = pc.p.inv_bc2;
+  if ((pc.p.flags & VKF_ADAMW_P_HYPER) != 0) {
+    lr = pc.hyper.v[0];
+    lr_wd = pc.hyper.v[1];
+    inv_bc1 = pc.hyper.v[2];
+    inv_bc2 = pc.hyper.v[3];
+  }
   // The same operations, in the same order, as backend/cpu/optim.c.
   g = g * s + (d * pc.p.l2) * x;
   m = pc.p.beta1 * m + pc.p.omb1 * g;
   v = pc.p.beta2 * v + pc.p.omb2 * (g * g);
-  vec4 upd = (m * pc.p.inv_bc1) / (sqrt(v * pc.p.inv_bc2) + pc.p.eps);
-  x = x - pc.p.lr * upd - (d * pc.p.lr_wd) * x;
+  vec4 upd = (m * inv_bc1) / (sqrt(v * inv_bc2) + pc.p.eps);
+  x = x - lr * upd - (d * lr_wd) * x;
 
   vkf_optim_store(pc.param, base, rem, t, x);
   vkf_optim_store(pc.m, base, rem, t, m);

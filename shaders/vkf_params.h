@@ -85,6 +85,10 @@ struct vkf_softmax_params {
 /* Kernel flags of vkf_adamw_params.flags. */
 #define VKF_ADAMW_P_SEGMENTS 1u /* operand 4 is the segment table */
 #define VKF_ADAMW_P_CLIP 2u     /* operand 5 is the gradient norm: clip */
+/* operand 6 is f32 [4] {lr, lr_wd, inv_bc1, inv_bc2} read on the device,
+ * replacing those scalars: a recorded step replays with a new learning rate
+ * and step count written there */
+#define VKF_ADAMW_P_HYPER 4u
 /* Flag bits of a segment table entry (public: VKF_OPTIM_DECAY). */
 #define VKF_OPTIM_SEG_DECAY 1u
 /* Gradient clipping: scale = grad_scale * min(1, max_norm / (grad_scale * norm + eps)). */
@@ -94,7 +98,8 @@ struct vkf_softmax_params {
  * operands: 0 params, 1 grads, 2 m, 3 v (all n elements, read and written
  * except grads), 4 segments (optional: i32 [n_segments, 2] rows of
  * (start, flags), starts increasing from 0; element i belongs to the last
- * segment whose start <= i), 5 norm (optional: the gradient norm, 1 element).
+ * segment whose start <= i), 5 norm (optional: the gradient norm, 1 element),
+ * 6 hyper (optional, VKF_ADAMW_P_HYPER).
  * Per element, with d = 1 when its segment has VKF_OPTIM_SEG_DECAY (or there
  * is no table) and 0 otherwise:
  *   s = grad_scale (times the clip factor above with VKF_ADAMW_P_CLIP)

@@ -16,6 +16,7 @@ static float clip_factor(float norm, float max_norm, float grad_scale) {
 /* ---- adamw ---- */
 typedef struct adamw_job {
   const vkf_adamw_params *p;
+  float lr, lr_wd, inv_bc1, inv_bc2; /* from p, or the hyper operand */
   float *param, *m, *v;
   const float *grad;
   const uint32_t *seg; /* [n_segments][2] (start, flags), or NULL */
@@ -26,8 +27,8 @@ typedef struct adamw_job {
 static void adamw_run(const adamw_job *j, uint32_t begin, uint32_t end, float d) {
   const vkf_adamw_params *p = j->p;
   const float b1 = p->beta1, b2 = p->beta2, omb1 = p->omb1, omb2 = p->omb2, eps = p->eps;
-  const float lr = p->lr, ibc1 = p->inv_bc1, ibc2 = p->inv_bc2, s = j->s;
-  const float dl2 = d * p->l2, dlrwd = d * p->lr_wd;
+  const float lr = j->lr, ibc1 = j->inv_bc1, ibc2 = j->inv_bc2, s = j->s;
+  const float dl2 = d * p->l2, dlrwd = d * j->lr_wd;
   float *restrict param = j->param, *restrict m = j->m, *restrict v = j->v;
   const float *restrict grad = j->grad;
   for (uint32_t i = begin; i < end; i++) {
@@ -84,7 +85,18 @@ vkf_status vkf_cpu_adamw(vkf_cpu *cpu, const vkf_op *op) {
       .v = vkf_cpu_f32(op, 3),
       .seg = (p->flags & VKF_ADAMW_P_SEGMENTS) ? (const uint32_t *)vkf_cpu_f32(op, 4) : NULL,
       .s = p->grad_scale,
+      .lr = p->lr,
+      .lr_wd = p->lr_wd,
+      .inv_bc1 = p->inv_bc1,
+      .inv_bc2 = p->inv_bc2,
   };
+  if (p->flags & VKF_ADAMW_P_HYPER) {
+    const float *h = vkf_cpu_f32(op, 6);
+    j.lr = h[0];
+    j.lr_wd = h[1];
+    j.inv_bc1 = h[2];
+    j.inv_bc2 = h[3];
+  }
   if (p->flags & VKF_ADAMW_P_CLIP)
     j.s = clip_factor(vkf_cpu_f32(op, 5)[0], p->max_norm, p->grad_scale);
   vkf_pool_run(cpu->pool, p->n, 16384, adamw_task, &j);

@@ -3,7 +3,7 @@
 #include "vk.h"
 
 /* Push constants: 8 bytes per operand, then the parameter struct. */
-_Static_assert(6 * 8 + sizeof(vkf_adamw_params) <= 128, "adamw push constants");
+_Static_assert(7 * 8 + sizeof(vkf_adamw_params) <= 128, "adamw push constants");
 _Static_assert(3 * 8 + sizeof(vkf_grad_norm_params) <= 128, "grad_norm push constants");
 _Static_assert(2 * 8 + sizeof(vkf_clip_grads_params) <= 128, "clip_grads push constants");
 
