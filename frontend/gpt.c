@@ -371,3 +371,53 @@ vkf_status vkf_gpt_load(vkf_context *ctx, const char *config_path, const char *w
   *out = m;
   return VKF_OK;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Parameter access                                                         */
+/* ------------------------------------------------------------------------ */
+uint32_t vkf_gpt_tensor_count(const vkf_gpt *m) { return m ? m->pg->n_nodes - 1 : 0; }
+
+vkf_status vkf_gpt_tensor_info(const vkf_gpt *m, uint32_t index, vkf_gpt_tensor *out) {
+  if (!m || !out)
+    return VKF_ERROR_NULL_POINTER;
+  if (index >= m->pg->n_nodes - 1)
+    return vkf_fail(&m->ctx->env, VKF_ERROR_INVALID_ARGUMENT,
+                    "vkf_gpt_tensor_info: index %u of %u tensors", index, m->pg->n_nodes - 1);
+  const vkf_gnode *x = &m->pg->nodes[index + 1];
+  out->name = x->name;
+  out->ndim = x->ndim;
+  memcpy(out->shape, x->shape, sizeof(out->shape));
+  out->offset = x->offset / 4;
+  out->elements = x->elements;
+  out->decay = (x->param_flags & VKF_PARAM_DECAY) != 0;
+  return VKF_OK;
+}
+
+uint64_t vkf_gpt_flat_size(const vkf_gpt *m) {
+  return m ? m->pg->arena_bytes[VKF_ARENA_PARAMS] / 4 : 0;
+}
+
+static vkf_status flat_io(vkf_gpt *m, void *host, uint64_t count, bool write) {
+  if (!m)
+    return VKF_ERROR_NULL_POINTER;
+  vkf_env *env = &m->ctx->env;
+  if (!host)
+    return vkf_fail(env, VKF_ERROR_NULL_POINTER, "vkf_gpt_%s_params: NULL buffer",
+                    write ? "write" : "read");
+  if (count != vkf_gpt_flat_size(m))
+    return vkf_fail(env, VKF_ERROR_SHAPE_MISMATCH,
+                    "vkf_gpt_%s_params: %llu floats given, the flat buffer has %llu",
+                    write ? "write" : "read", (unsigned long long)count,
+                    (unsigned long long)vkf_gpt_flat_size(m));
+  vkf_tref all = {m->params, 0, count * 4};
+  return write ? m->ctx->be->vt->write(m->ctx->be, all, host)
+               : m->ctx->be->vt->read(m->ctx->be, all, host);
+}
+
+vkf_status vkf_gpt_read_params(vkf_gpt *m, float *out, uint64_t count) {
+  return flat_io(m, out, count, false);
+}
+
+vkf_status vkf_gpt_write_params(vkf_gpt *m, const float *in, uint64_t count) {
+  return flat_io(m, (void *)in, count, true);
+}

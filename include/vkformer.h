@@ -605,6 +605,125 @@ VKF_API vkf_status vkf_dataset_batch(vkf_dataset *ds, vkf_split split, vkf_rng *
 VKF_API vkf_status vkf_dataset_window(vkf_dataset *ds, vkf_split split, uint64_t index, uint32_t B,
                                       uint32_t T, int32_t *inputs, int32_t *targets);
 
+/* The parameters of a model: one flat f32 buffer, tensor by tensor. */
+typedef struct vkf_gpt_tensor {
+  const char *name; /* Hugging Face name; valid while the model lives */
+  uint32_t ndim;
+  int64_t shape[VKF_MAX_DIMS];
+  uint64_t offset; /* elements into the flat buffer */
+  uint64_t elements;
+  int decay; /* weight decay applies (matrices and embeddings) */
+} vkf_gpt_tensor;
+VKF_API uint32_t vkf_gpt_tensor_count(const vkf_gpt *model);
+VKF_API vkf_status vkf_gpt_tensor_info(const vkf_gpt *model, uint32_t index, vkf_gpt_tensor *out);
+/* Elements of the flat parameter buffer (>= the parameter count: tensors
+ * start 16-float aligned). */
+VKF_API uint64_t vkf_gpt_flat_size(const vkf_gpt *model);
+/* Copies the flat parameter buffer to/from the host (`count` floats). */
+VKF_API vkf_status vkf_gpt_read_params(vkf_gpt *model, float *out, uint64_t count);
+VKF_API vkf_status vkf_gpt_write_params(vkf_gpt *model, const float *in, uint64_t count);
+
+/* ------------------------------------------------------------------------ */
+/* Training                                                                 */
+/* ------------------------------------------------------------------------ */
+typedef enum vkf_lr_schedule {
+  VKF_LR_COSINE = 0,   /* linear warm-up, then cosine decay to min_lr at total_steps */
+  VKF_LR_CONSTANT = 1, /* linear warm-up, then lr */
+} vkf_lr_schedule;
+
+enum vkf_train_flags {
+  /* Keep the logits of the last step readable (vkf_trainer_read_logits);
+   * costs their memory, which the planner could otherwise reuse. */
+  VKF_TRAIN_KEEP_LOGITS = 1u << 0,
+};
+
+typedef struct vkf_train_desc {
+  uint32_t batch;          /* required: sequences per step */
+  uint32_t seq_len;        /* required: tokens per sequence, <= context_length */
+  float lr;                /* peak learning rate; 0 = 3e-4 */
+  float min_lr;            /* where the cosine ends; 0 = 0 */
+  uint32_t warmup_steps;   /* linear warm-up from lr/warmup_steps; 0 = none */
+  uint32_t total_steps;    /* cosine length (required for VKF_LR_COSINE) */
+  vkf_lr_schedule schedule;
+  float beta1;             /* 0 = 0.9 */
+  float beta2;             /* 0 = 0.95 */
+  float eps;               /* 0 = 1e-8 */
+  float weight_decay;      /* decoupled, on matrices and embeddings; 0 = none */
+  float grad_clip;         /* clip the global gradient norm to this; 0 = off */
+  uint32_t flags;          /* vkf_train_flags */
+} vkf_train_desc;
+
+typedef struct vkf_trainer vkf_trainer;
+
+typedef struct vkf_step_info {
+  uint64_t step;   /* the update just made: 1 for the first */
+  float loss;      /* mean cross-entropy of the batch, before the update */
+  float grad_norm; /* global gradient norm before clipping */
+  float lr;        /* learning rate used */
+} vkf_step_info;
+
+typedef struct vkf_train_memory {
+  uint64_t params, grads, optimizer, inputs;
+  uint64_t activations;              /* planned: activations reuse dead ones' memory */
+  uint64_t activations_without_reuse; /* the sum of every activation's size */
+  uint64_t total;                    /* device bytes of one training step */
+} vkf_train_memory;
+
+/* Builds the training step of `model` for the desc's batch shape: forward,
+ * loss, backward, gradient clipping and AdamW as one graph, plans its memory
+ * and records it (one submission per step on Vulkan). The model must outlive
+ * the trainer; the trainer updates its parameters in place. */
+VKF_API vkf_status vkf_trainer_create(vkf_gpt *model, const vkf_train_desc *desc,
+                                      vkf_trainer **out);
+VKF_API void vkf_trainer_destroy(vkf_trainer *trainer);
+/* Peak device memory of a step, known before the first step runs. */
+VKF_API vkf_status vkf_trainer_memory(const vkf_trainer *trainer, vkf_train_memory *out);
+/* One update from inputs and targets (each batch*seq_len token ids, every
+ * id in [0, vocab_size)). */
+VKF_API vkf_status vkf_trainer_step(vkf_trainer *trainer, const int32_t *inputs,
+                                    const int32_t *targets, vkf_step_info *out);
+/* Mean loss of the model on a batch; no update. */
+VKF_API vkf_status vkf_trainer_eval(vkf_trainer *trainer, const int32_t *inputs,
+                                    const int32_t *targets, float *loss);
+/* The learning rate of update `step` (>= 1) under the desc's schedule. */
+VKF_API float vkf_trainer_lr(const vkf_trainer *trainer, uint64_t step);
+/* Updates made so far (resumed from a checkpoint: the checkpoint's). */
+VKF_API uint64_t vkf_trainer_steps(const vkf_trainer *trainer);
+/* The flat gradient buffer of the last step (vkf_gpt_flat_size floats). */
+VKF_API vkf_status vkf_trainer_read_grads(vkf_trainer *trainer, float *out, uint64_t count);
+/* The logits [batch, seq_len, vocab] of the last step or eval (needs
+ * VKF_TRAIN_KEEP_LOGITS). */
+VKF_API vkf_status vkf_trainer_read_logits(vkf_trainer *trainer, float *out, uint64_t count);
+/* Checkpoint: weights, AdamW state, step count, the model config and the
+ * caller's string metadata (e.g. its data RNG state) in one safetensors file,
+ * written to a temporary name, synced and renamed. */
+VKF_API vkf_status vkf_trainer_save(vkf_trainer *trainer, const char *path,
+                                    const char *const *meta_keys, const char *const *meta_values,
+                                    uint32_t n_meta);
+/* Restores weights, AdamW state and step count from a checkpoint of the same
+ * model configuration (checked: a mismatch is an error and changes nothing). */
+VKF_API vkf_status vkf_trainer_load(vkf_trainer *trainer, const char *path);
+/* A checkpoint's string metadata (the caller's keys and "step", "config").
+ * Fails with VKF_ERROR_FORMAT when absent, VKF_ERROR_BUFFER_TOO_SMALL when
+ * it does not fit in cap bytes (with its NUL). */
+VKF_API vkf_status vkf_checkpoint_meta(vkf_context *ctx, const char *path, const char *key,
+                                       char *out, size_t cap);
+/* Creates a model from a checkpoint's config and weights (for generation). */
+VKF_API vkf_status vkf_gpt_load_checkpoint(vkf_context *ctx, const char *path, vkf_gpt **out);
+
+/* Writes named f32 or i32 host arrays as one safetensors file (atomic). */
+typedef struct vkf_named_array {
+  const char *name;
+  vkf_dtype dtype; /* VKF_DTYPE_F32 or VKF_DTYPE_I32 */
+  uint32_t ndim;
+  int64_t shape[VKF_MAX_DIMS];
+  const void *data;
+} vkf_named_array;
+VKF_API vkf_status vkf_safetensors_write(vkf_context *ctx, const char *path,
+                                         const vkf_named_array *arrays, uint32_t n,
+                                         const char *const *meta_keys,
+                                         const char *const *meta_values, uint32_t n_meta);
+
 /* ------------------------------------------------------------------------ */
 /* Captured programs: record a sequence of ops once, replay it many times.
  * On Vulkan the whole sequence is one command buffer and one submission
