@@ -5,6 +5,7 @@
 
 #include "context.h"
 #include "graph.h"
+#include "json.h"
 
 typedef struct vkf_gpt_layer_params {
   vkf_node norm1_w, norm1_b;
@@ -32,6 +33,12 @@ struct vkf_gpt {
   vkf_buffer *params; /* the PARAMS arena on the device */
   uint64_t n_params;
 };
+
+/* config.json text: parse (path names the source in errors), and write
+ * (appends to sb). */
+vkf_status vkf_gpt_config_parse(vkf_context *ctx, const char *path, const char *text, size_t len,
+                                vkf_gpt_config *out);
+vkf_status vkf_gpt_config_json(vkf_context *ctx, const vkf_gpt_config *cfg, vkf_strbuf *sb);
 
 /* Declares every parameter of cfg in g, in the canonical order (so all
  * graphs of one model share offsets). layers has cfg->n_layer entries. */

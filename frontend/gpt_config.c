@@ -1,6 +1,5 @@
 /* GPT model configuration: defaults, checks, Hugging Face config.json. */
-#include "context.h"
-#include "json.h"
+#include "gpt.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -98,9 +97,16 @@ vkf_status vkf_gpt_config_read(vkf_context *ctx, const char *path, vkf_gpt_confi
   vkf_status st = vkf_read_file(env, path, MAX_CONFIG_BYTES, &text, &len);
   if (st != VKF_OK)
     return st;
-  vkf_json *j;
-  st = vkf_json_parse(env, path, text, len, &j);
+  st = vkf_gpt_config_parse(ctx, path, text, len, out);
   vkf_free(env, text);
+  return st;
+}
+
+vkf_status vkf_gpt_config_parse(vkf_context *ctx, const char *path, const char *text, size_t len,
+                                vkf_gpt_config *out) {
+  vkf_env *env = &ctx->env;
+  vkf_json *j;
+  vkf_status st = vkf_json_parse(env, path, text, len, &j);
   if (st != VKF_OK)
     return st;
   vkf_gpt_config c = {0};
@@ -203,12 +209,27 @@ vkf_status vkf_gpt_config_write(vkf_context *ctx, const char *path, const vkf_gp
   vkf_env *env = &ctx->env;
   if (!path || !in)
     return vkf_fail(env, VKF_ERROR_NULL_POINTER, "vkf_gpt_config_write: path or cfg is NULL");
+  vkf_strbuf sb;
+  vkf_sb_init(&sb, env);
+  vkf_status st = vkf_gpt_config_json(ctx, in, &sb);
+  if (st != VKF_OK) {
+    vkf_sb_free(&sb);
+    return st;
+  }
+  const void *parts[1] = {sb.data};
+  size_t sizes[1] = {sb.len};
+  st = vkf_write_file_atomic(env, path, parts, sizes, 1);
+  vkf_sb_free(&sb);
+  return st;
+}
+
+vkf_status vkf_gpt_config_json(vkf_context *ctx, const vkf_gpt_config *in, vkf_strbuf *sb_out) {
+  vkf_env *env = &ctx->env;
   vkf_gpt_config c = *in;
   vkf_status st = vkf_gpt_config_resolve(ctx, &c);
   if (st != VKF_OK)
     return st;
-  vkf_strbuf sb;
-  vkf_sb_init(&sb, env);
+  vkf_strbuf sb = *sb_out;
   if (is_gpt2_style(&c)) {
     vkf_sb_printf(&sb,
                   "{\n  \"model_type\": \"gpt2\",\n  \"architectures\": [\"GPT2LMHeadModel\"],\n"
@@ -243,13 +264,8 @@ vkf_status vkf_gpt_config_write(vkf_context *ctx, const char *path, const vkf_gp
                 "  \"vkformer_attention\": \"%s\"\n}\n",
                 norm_names[c.norm], mlp_names[c.mlp], pos_names[c.positions],
                 c.bias ? "true" : "false", attn_names[c.attention]);
-  if (sb.failed) {
-    vkf_sb_free(&sb);
-    return vkf_fail(env, VKF_ERROR_OUT_OF_HOST_MEMORY, "writing %s", path);
-  }
-  const void *parts[1] = {sb.data};
-  size_t sizes[1] = {sb.len};
-  st = vkf_write_file_atomic(env, path, parts, sizes, 1);
-  vkf_sb_free(&sb);
-  return st;
+  *sb_out = sb;
+  if (sb.failed)
+    return vkf_fail(env, VKF_ERROR_OUT_OF_HOST_MEMORY, "config JSON");
+  return VKF_OK;
 }
