@@ -421,7 +421,7 @@ VKF_API vkf_status vkf_silu_backward(vkf_context *ctx, vkf_tensor dx, vkf_tensor
  *   out[.., j] = silu(gate_up[.., j]) * gate_up[.., F + j]
  * This is what one matmul with the concatenated weight produces: with
  * Llama's gate_proj.weight and up_proj.weight (each [F, C]) stored one after
- * the other as a [2F, C] tensor w, vkf_matmul(ctx, gate_up, x, w, bias,
+ * the other as a [2F, C] tensor w, vkf_matmul(ctx, gate_up, x, w, VKF_NO_TENSOR,
  * VKF_MATMUL_TRANS_B) computes both projections in one pass over x, and the
  * backward is one matmul for dx and one for dw. out must not overlap
  * gate_up.

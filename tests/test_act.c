@@ -21,14 +21,24 @@ static const char *act_names[ACT_COUNT] = {"gelu_erf", "gelu_tanh", "silu", "swi
 /* ------------------------------------------------------------------------ */
 /* Double-precision reference                                               */
 /* ------------------------------------------------------------------------ */
+/* The reference works in long double (64-bit mantissa on x86). */
 static double ref_gelu_erf(double x) {
-  return 0.5 * x * erfc(-x / sqrt(2.0)); /* = 0.5 x (1 + erf(x / sqrt 2)) */
+  long double X = x; /* 0.5 x (1 + erf(x / sqrt 2)), without cancellation for x < 0 */
+  return (double)(0.5L * X * erfcl(-X / sqrtl(2.0L)));
 }
+/* 0.5 x (1 + tanh(u)), in long double; for u < 0, where 1 + tanh(u)
+ * cancels, as x e^(2u) / (1 + e^(2u)) (= 0.5 x (1 - tanh|u|)). */
 static double ref_gelu_tanh(double x) {
-  return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+  long double X = x, u = sqrtl(2.0L / 3.14159265358979323846264338327950288L) *
+                         (X + 0.044715L * X * X * X);
+  if (u >= 0)
+    return (double)(0.5L * X * (1.0L + tanhl(u)));
+  long double e = expl(2.0L * u);
+  return (double)(X * e / (1.0L + e));
 }
 static double ref_silu(double x) {
-  return x / (1.0 + exp(-x));
+  long double X = x;
+  return (double)(X / (1.0L + expl(-X)));
 }
 static double ref_unary(act a, double x) {
   return a == GELU_ERF ? ref_gelu_erf(x) : a == GELU_TANH ? ref_gelu_tanh(x) : ref_silu(x);
