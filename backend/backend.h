@@ -67,7 +67,17 @@ bool vkf_contains_nocase(const char *haystack, const char *needle);
   X(ROW_SUM, "row_sum")                                                                            \
   X(SOFTMAX, "softmax")                                                                            \
   /* ---- norm ---- */                                                                             \
+  X(LAYERNORM, "layernorm")                                                                        \
+  X(LAYERNORM_BACKWARD, "layernorm_backward")                                                      \
+  X(RMSNORM, "rmsnorm")                                                                            \
+  X(RMSNORM_BACKWARD, "rmsnorm_backward")                                                          \
   /* ---- act ---- */                                                                              \
+  X(GELU, "gelu")                                                                                  \
+  X(GELU_BACKWARD, "gelu_backward")                                                                \
+  X(SILU, "silu")                                                                                  \
+  X(SILU_BACKWARD, "silu_backward")                                                                \
+  X(SWIGLU, "swiglu")                                                                              \
+  X(SWIGLU_BACKWARD, "swiglu_backward")                                                            \
   /* ---- embed ---- */                                                                            \
   /* ---- rope ---- */                                                                             \
   /* ---- attn ---- */                                                                             \
@@ -106,7 +116,11 @@ typedef union vkf_op_params {
   vkf_rowreduce_params rowreduce;
   vkf_softmax_params softmax;
   /* ---- norm ---- */
+  vkf_norm_params norm;
+  vkf_norm_backward_params norm_backward;
   /* ---- act ---- */
+  vkf_act_params act;
+  vkf_swiglu_params swiglu;
   /* ---- embed ---- */
   /* ---- rope ---- */
   /* ---- attn ---- */

@@ -349,7 +349,87 @@ VKF_API vkf_status vkf_softmax(vkf_context *ctx, vkf_tensor out, vkf_tensor a);
 
 /* ---- norm: normalisation: layernorm, rmsnorm ---- */
 
+/* Layer normalisation over the last dimension. C is x's last dimension and
+ * rows the product of the others (any number of leading dims; a 1-D x is
+ * one row):
+ *   mean[r]  = sum_c x[r, c] / C
+ *   rstd[r]  = 1 / sqrt(sum_c (x[r, c] - mean[r])^2 / C + eps)  (biased variance)
+ *   out[r, c] = (x[r, c] - mean[r]) * rstd[r] * weight[c] + bias[c]
+ * out:    x's shape. May be x itself (in place); no other overlap.
+ * mean, rstd: VKF_NO_TENSOR (not saved, as for inference), or `rows`
+ *         elements shaped [rows], as x's leading dims, or as those with a
+ *         trailing 1 (ONNX's Mean/InvStdDev). What vkf_layernorm_backward
+ *         needs. They must not overlap any other operand.
+ * weight: [C]. bias: [C] or VKF_NO_TENSOR.
+ * eps:    finite and >= 0 (else VKF_ERROR_INVALID_ARGUMENT).
+ * To normalise over several trailing axes (ONNX axis < -1), pass views that
+ * flatten them into one. The CPU backend computes the statistics in double;
+ * Vulkan in float, two-pass (mean, then the centred variance). */
+VKF_API vkf_status vkf_layernorm_forward(vkf_context *ctx, vkf_tensor out, vkf_tensor mean,
+                                         vkf_tensor rstd, vkf_tensor x, vkf_tensor weight,
+                                         vkf_tensor bias, float eps);
+/* Backward of vkf_layernorm_forward, from dout (x's shape), the forward's x
+ * and weight, and its saved mean and rstd (shapes as there):
+ *   xhat = (x - mean) * rstd,  g = dout * weight
+ *   dx      += rstd * (g - sum_c(g) / C - xhat * sum_c(g * xhat) / C)
+ *   dweight += sum_r dout * xhat
+ *   dbias   += sum_r dout
+ * dx (x's shape), dweight and dbias ([C]) are each optional (VKF_NO_TENSOR:
+ * not computed; dbias is only meaningful when the forward had a bias), but
+ * at least one must be given (else VKF_ERROR_INVALID_ARGUMENT). They must
+ * not overlap each other or any input. The sums over rows run in a fixed
+ * order without atomics: results are reproducible bit for bit on a device,
+ * and on the CPU backend also independent of the thread count. */
+VKF_API vkf_status vkf_layernorm_backward(vkf_context *ctx, vkf_tensor dx, vkf_tensor dweight,
+                                          vkf_tensor dbias, vkf_tensor dout, vkf_tensor x,
+                                          vkf_tensor weight, vkf_tensor mean, vkf_tensor rstd);
+/* RMS normalisation over the last dimension (shapes and rules as layernorm):
+ *   rstd[r]   = 1 / sqrt(sum_c x[r, c]^2 / C + eps)
+ *   out[r, c] = x[r, c] * rstd[r] * weight[c]
+ * rstd may be VKF_NO_TENSOR (not saved). */
+VKF_API vkf_status vkf_rmsnorm_forward(vkf_context *ctx, vkf_tensor out, vkf_tensor rstd,
+                                       vkf_tensor x, vkf_tensor weight, float eps);
+/* Backward of vkf_rmsnorm_forward (rules as vkf_layernorm_backward):
+ *   xhat = x * rstd,  g = dout * weight
+ *   dx      += rstd * (g - xhat * sum_c(g * xhat) / C)
+ *   dweight += sum_r dout * xhat
+ * dx and dweight are optional, at least one given. */
+VKF_API vkf_status vkf_rmsnorm_backward(vkf_context *ctx, vkf_tensor dx, vkf_tensor dweight,
+                                        vkf_tensor dout, vkf_tensor x, vkf_tensor weight,
+                                        vkf_tensor rstd);
+
 /* ---- act: activations: gelu, silu, swiglu ---- */
+
+/* Elementwise activations. out (dx, dout) have x's shape. A forward's out
+ * may be x itself (in place), no other overlap; a backward's dx must not
+ * overlap dout or x. Backward: dx += dout * f'(x). */
+typedef enum vkf_gelu_approx {
+  VKF_GELU_ERF = 0,  /* exact: x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2))) (ONNX "none") */
+  VKF_GELU_TANH = 1, /* GPT-2: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (ONNX "tanh") */
+} vkf_gelu_approx;
+VKF_API vkf_status vkf_gelu_forward(vkf_context *ctx, vkf_tensor out, vkf_tensor x,
+                                    vkf_gelu_approx approx);
+VKF_API vkf_status vkf_gelu_backward(vkf_context *ctx, vkf_tensor dx, vkf_tensor dout, vkf_tensor x,
+                                     vkf_gelu_approx approx);
+/* silu(x) = x * sigmoid(x) (also called swish). */
+VKF_API vkf_status vkf_silu_forward(vkf_context *ctx, vkf_tensor out, vkf_tensor x);
+VKF_API vkf_status vkf_silu_backward(vkf_context *ctx, vkf_tensor dx, vkf_tensor dout,
+                                     vkf_tensor x);
+/* SwiGLU on a fused gate/up projection. gate_up is [.., 2F]: each row holds
+ * the gate (first F values) then the up projection (last F); out is
+ * [.., F] with gate_up's leading dims:
+ *   out[.., j] = silu(gate_up[.., j]) * gate_up[.., F + j]
+ * This is what one matmul with the concatenated weight produces: with
+ * Llama's gate_proj.weight and up_proj.weight (each [F, C]) stored one after
+ * the other as a [2F, C] tensor w, vkf_matmul(ctx, gate_up, x, w, VKF_NO_TENSOR,
+ * VKF_MATMUL_TRANS_B) computes both projections in one pass over x, and the
+ * backward is one matmul for dx and one for dw. out must not overlap
+ * gate_up.
+ * Backward: dgate_up [.., 2F] += (dout * up * silu'(gate), dout * silu(gate));
+ * dgate_up must not overlap dout or gate_up. */
+VKF_API vkf_status vkf_swiglu_forward(vkf_context *ctx, vkf_tensor out, vkf_tensor gate_up);
+VKF_API vkf_status vkf_swiglu_backward(vkf_context *ctx, vkf_tensor dgate_up, vkf_tensor dout,
+                                       vkf_tensor gate_up);
 
 /* ---- embed: embedding, bias gradient ---- */
 

@@ -13,9 +13,11 @@ layout(buffer_reference, std430, buffer_reference_align = 4) buffer U32 { uint v
 
 // Linear invocation index over a 2-D grid of 1-D workgroups (dispatches
 // with more than maxComputeWorkGroupCount[0] groups spill into y).
-uint vkf_linear_index() {
-  return gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x;
-}
+// A macro, not a function: this file is included before the kernel's
+// local_size layout, and a function compiled here would see the default
+// gl_WorkGroupSize (1, 1, 1).
+#define vkf_linear_index()                                                                         \
+  (gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x)
 
 // Linear workgroup index over a 2-D grid (one workgroup per row kernels).
 uint vkf_linear_group() {

@@ -70,7 +70,76 @@ struct vkf_softmax_params {
 
 /* ---- norm: normalisation: layernorm, rmsnorm ---- */
 
+/* norm flags (forward and backward ops, and the Vulkan kernels) */
+#define VKF_NORM_BIAS 1u     /* layernorm: operand bias present */
+#define VKF_NORM_MEAN 2u     /* layernorm: save the per-row mean */
+#define VKF_NORM_RSTD 4u     /* save the per-row 1/sqrt(var + eps) */
+#define VKF_NORM_DX 8u       /* backward: dx += ... */
+#define VKF_NORM_DW 16u      /* backward: dweight += ... */
+#define VKF_NORM_DB 32u      /* backward (layernorm): dbias += ... */
+#define VKF_NORM_PARTIAL 64u /* backward kernel: dw/db point at per-block partial sums */
+
+/* layernorm / rmsnorm over the last dimension of a [rows, cols] view.
+ * layernorm: out = (x - mean) * rstd * weight (+ bias),
+ *            mean = sum(x) / cols, rstd = 1 / sqrt(sum((x - mean)^2) / cols + eps)
+ *   operands: 0 out, 1 mean (opt), 2 rstd (opt), 3 x, 4 weight, 5 bias (opt)
+ * rmsnorm:   out = x * rstd * weight, rstd = 1 / sqrt(sum(x^2) / cols + eps)
+ *   operands: 0 out, 1 rstd (opt), 2 x, 3 weight */
+struct vkf_norm_params {
+  VKF_U32 rows, cols;
+  VKF_F32 eps;
+  VKF_U32 flags; /* VKF_NORM_BIAS | VKF_NORM_MEAN | VKF_NORM_RSTD */
+};
+
+/* layernorm_backward: operands 0 dx, 1 dweight, 2 dbias, 3 dout, 4 x, 5 weight, 6 mean, 7 rstd
+ * rmsnorm_backward:   operands 0 dx, 1 dweight, 2 dout, 3 x, 4 weight, 5 rstd
+ * Gradient operands may be absent (flags say which are present); all add. */
+struct vkf_norm_backward_params {
+  VKF_U32 rows, cols;
+  VKF_U32 flags; /* VKF_NORM_DX | VKF_NORM_DW | VKF_NORM_DB */
+};
+
+/* Vulkan kernel layernorm_backward / rmsnorm_backward: workgroup g handles
+ * rows [g * rows_per_block, ..); `n` is the row length in vector units
+ * (cols / 4 for the vec4 variants). With VKF_NORM_PARTIAL the dw (db)
+ * operand is a [n_blocks, n] array the workgroup writes its own row of. */
+struct vkf_norm_backward_kparams {
+  VKF_U32 rows, n, cols, rows_per_block;
+  VKF_U32 flags;
+};
+
+/* Vulkan kernel norm_backward_reduce: dw[i] += sum_b pw[b, i] and
+ * db[i] += sum_b pb[b, i], blocks summed in a fixed order.
+ * operands: 0 dw, 1 db, 2 pw [n_blocks, n], 3 pb [n_blocks, n] (each
+ * pair present as flags say) */
+struct vkf_norm_reduce_params {
+  VKF_U32 n, n_blocks;
+  VKF_U32 flags; /* VKF_NORM_DW | VKF_NORM_DB */
+};
+
 /* ---- act: activations: gelu, silu, swiglu ---- */
+
+/* gelu modes */
+#define VKF_GELU_MODE_ERF 0u  /* x * Phi(x), with the exact normal CDF */
+#define VKF_GELU_MODE_TANH 1u /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+
+/* gelu / silu: out[i] = f(x[i]); operands 0 out, 1 x.
+ * gelu_backward / silu_backward: dx[i] += dout[i] * f'(x[i]); operands 0 dx, 1 dout, 2 x.
+ * n: elements (vec4 units in the vec4 kernels). */
+struct vkf_act_params {
+  VKF_U32 n;
+  VKF_U32 mode; /* gelu: VKF_GELU_MODE_* */
+};
+
+/* swiglu on a fused [rows, 2f] gate_up (gate first, then up, in each row):
+ *   out[r, j] = silu(gate_up[r, j]) * gate_up[r, f + j];  operands 0 out, 1 gate_up
+ * swiglu_backward: dgate_up[r, j] += dout[r, j] * up * silu'(gate),
+ *                  dgate_up[r, f + j] += dout[r, j] * silu(gate);
+ *   operands 0 dgate_up, 1 dout, 2 gate_up
+ * f in elements (vec4 units in the vec4 kernels). */
+struct vkf_swiglu_params {
+  VKF_U32 rows, f;
+};
 
 /* ---- embed: embedding, bias gradient ---- */
 
@@ -140,7 +209,13 @@ typedef struct vkf_fill_params vkf_fill_params;
 typedef struct vkf_rowreduce_params vkf_rowreduce_params;
 typedef struct vkf_softmax_params vkf_softmax_params;
 /* ---- norm ---- */
+typedef struct vkf_norm_params vkf_norm_params;
+typedef struct vkf_norm_backward_params vkf_norm_backward_params;
+typedef struct vkf_norm_backward_kparams vkf_norm_backward_kparams;
+typedef struct vkf_norm_reduce_params vkf_norm_reduce_params;
 /* ---- act ---- */
+typedef struct vkf_act_params vkf_act_params;
+typedef struct vkf_swiglu_params vkf_swiglu_params;
 /* ---- embed ---- */
 /* ---- rope ---- */
 /* ---- attn ---- */

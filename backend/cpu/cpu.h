@@ -38,7 +38,17 @@ vkf_status vkf_cpu_scale(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_row_sum(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_softmax(vkf_cpu *cpu, const vkf_op *op);
 /* ---- norm ---- */
+vkf_status vkf_cpu_layernorm(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_layernorm_backward(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_rmsnorm(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_rmsnorm_backward(vkf_cpu *cpu, const vkf_op *op);
 /* ---- act ---- */
+vkf_status vkf_cpu_gelu(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_gelu_backward(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_silu(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_silu_backward(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_swiglu(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_swiglu_backward(vkf_cpu *cpu, const vkf_op *op);
 /* ---- embed ---- */
 /* ---- rope ---- */
 /* ---- attn ---- */

@@ -17,7 +17,17 @@ static const vkf_cpu_op_fn op_table[VKF_OP_COUNT] = {
     [VKF_OP_ROW_SUM] = vkf_cpu_row_sum,
     [VKF_OP_SOFTMAX] = vkf_cpu_softmax,
     /* ---- norm ---- */
+    [VKF_OP_LAYERNORM] = vkf_cpu_layernorm,
+    [VKF_OP_LAYERNORM_BACKWARD] = vkf_cpu_layernorm_backward,
+    [VKF_OP_RMSNORM] = vkf_cpu_rmsnorm,
+    [VKF_OP_RMSNORM_BACKWARD] = vkf_cpu_rmsnorm_backward,
     /* ---- act ---- */
+    [VKF_OP_GELU] = vkf_cpu_gelu,
+    [VKF_OP_GELU_BACKWARD] = vkf_cpu_gelu_backward,
+    [VKF_OP_SILU] = vkf_cpu_silu,
+    [VKF_OP_SILU_BACKWARD] = vkf_cpu_silu_backward,
+    [VKF_OP_SWIGLU] = vkf_cpu_swiglu,
+    [VKF_OP_SWIGLU_BACKWARD] = vkf_cpu_swiglu_backward,
     /* ---- embed ---- */
     /* ---- rope ---- */
     /* ---- attn ---- */

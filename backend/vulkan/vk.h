@@ -278,7 +278,11 @@ vkf_status vkf_vk_run_rows(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, u
 
 /* Op families, each in its own vk_<family>.c */
 /* ---- norm ---- */
+/* layernorm, rmsnorm and their backward ops (vk_norm.c) */
+vkf_status vkf_vk_norm(vkf_vk *vk, const vkf_op *op);
 /* ---- act ---- */
+/* gelu, silu, swiglu and their backward ops (vk_act.c) */
+vkf_status vkf_vk_act(vkf_vk *vk, const vkf_op *op);
 /* ---- embed ---- */
 /* ---- rope ---- */
 /* ---- attn ---- */

@@ -169,7 +169,19 @@ vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op) {
                            &op->p.softmax, sizeof(op->p.softmax));
   /* Each family: case VKF_OP_X: return vkf_vk_<family>(vk, op); */
   /* ---- norm ---- */
+  case VKF_OP_LAYERNORM:
+  case VKF_OP_LAYERNORM_BACKWARD:
+  case VKF_OP_RMSNORM:
+  case VKF_OP_RMSNORM_BACKWARD:
+    return vkf_vk_norm(vk, op);
   /* ---- act ---- */
+  case VKF_OP_GELU:
+  case VKF_OP_GELU_BACKWARD:
+  case VKF_OP_SILU:
+  case VKF_OP_SILU_BACKWARD:
+  case VKF_OP_SWIGLU:
+  case VKF_OP_SWIGLU_BACKWARD:
+    return vkf_vk_act(vk, op);
   /* ---- embed ---- */
   /* ---- rope ---- */
   /* ---- attn ---- */
