@@ -69,9 +69,16 @@ bool vkf_contains_nocase(const char *haystack, const char *needle);
   /* ---- norm ---- */                                                                             \
   /* ---- act ---- */                                                                              \
   /* ---- embed ---- */                                                                            \
+  X(EMBEDDING, "embedding")                                                                        \
+  X(EMBEDDING_BACKWARD, "embedding_backward")                                                      \
+  X(BIAS_BACKWARD, "bias_backward")                                                                \
   /* ---- rope ---- */                                                                             \
+  X(ROPE, "rope")                                                                                  \
+  X(ROPE_BACKWARD, "rope_backward")                                                                \
   /* ---- attn ---- */                                                                             \
   /* ---- xent ---- */                                                                             \
+  X(CROSS_ENTROPY, "cross_entropy")                                                                \
+  X(CROSS_ENTROPY_BACKWARD, "cross_entropy_backward")                                              \
   /* ---- optim ---- */                                                                            \
   /* end */
 
@@ -105,9 +112,14 @@ typedef union vkf_op_params {
   /* ---- norm ---- */
   /* ---- act ---- */
   /* ---- embed ---- */
+  vkf_embedding_params embedding;
+  vkf_embedding_backward_params embedding_backward;
+  vkf_bias_backward_params bias_backward;
   /* ---- rope ---- */
+  vkf_rope_params rope;
   /* ---- attn ---- */
   /* ---- xent ---- */
+  vkf_cross_entropy_params cross_entropy;
   /* ---- optim ---- */
 } vkf_op_params;
 

@@ -11,7 +11,18 @@ vkf_shader(softmax softmax.comp)
 # ---- norm: normalisation: layernorm, rmsnorm ----
 # ---- act: activations: gelu, silu, swiglu ----
 # ---- embed: embedding, bias gradient ----
+vkf_shader(embedding embed.comp EMBEDDING)
+vkf_shader(embedding_backward embed.comp EMBEDDING_BACKWARD)
+vkf_shader(embedding_backward_pos embed.comp EMBEDDING_BACKWARD_POS)
+vkf_shader(bias_backward embed.comp BIAS_BACKWARD)
+vkf_shader(bias_backward_final embed.comp BIAS_BACKWARD_FINAL)
 # ---- rope: rotary position embedding ----
+vkf_shader(rope rope.comp)
+vkf_shader(rope_backward rope.comp BACKWARD)
 # ---- attn: attention ----
 # ---- xent: loss: softmax cross-entropy ----
+vkf_shader(cross_entropy xent.comp XENT_FORWARD)
+vkf_shader(cross_entropy_reduce xent.comp XENT_REDUCE)
+vkf_shader(cross_entropy_backward xent.comp XENT_BACKWARD)
+vkf_shader(cross_entropy_backward_scale xent.comp XENT_SCALE)
 # ---- optim: optimiser: adamw, gradient norm and clipping ----

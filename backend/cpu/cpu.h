@@ -34,9 +34,16 @@ vkf_status vkf_cpu_softmax(vkf_cpu *cpu, const vkf_op *op);
 /* ---- norm ---- */
 /* ---- act ---- */
 /* ---- embed ---- */
+vkf_status vkf_cpu_embedding(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_embedding_backward(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_bias_backward(vkf_cpu *cpu, const vkf_op *op);
 /* ---- rope ---- */
+vkf_status vkf_cpu_rope(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_rope_backward(vkf_cpu *cpu, const vkf_op *op);
 /* ---- attn ---- */
 /* ---- xent ---- */
+vkf_status vkf_cpu_cross_entropy(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_cross_entropy_backward(vkf_cpu *cpu, const vkf_op *op);
 /* ---- optim ---- */
 
 /* Matmul on raw pointers (used by other CPU ops too). */

@@ -261,9 +261,12 @@ vkf_status vkf_vk_run_rows(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, u
 /* ---- norm ---- */
 /* ---- act ---- */
 /* ---- embed ---- */
+vkf_status vkf_vk_embed(vkf_vk *vk, const vkf_op *op);
 /* ---- rope ---- */
+vkf_status vkf_vk_rope(vkf_vk *vk, const vkf_op *op);
 /* ---- attn ---- */
 /* ---- xent ---- */
+vkf_status vkf_vk_xent(vkf_vk *vk, const vkf_op *op);
 /* ---- optim ---- */
 
 #endif
