@@ -1,6 +1,7 @@
 #version 450
 // The embed family, one kernel per define:
-//   EMBEDDING               out[n, c] = wte[tok[n], c] (+ wpe[pos_offset + n % T, c])
+//   EMBEDDING               out[n, c] = wte[tok[n], c] (+ wpe[pos_offset + n % T, c]),
+//                           one workgroup per token n
 //   EMBEDDING_BACKWARD      dwte rows, one workgroup per (token segment, column group)
 //   EMBEDDING_BACKWARD_POS  dwpe rows, one invocation per (t, c), summing over b in order
 //   BIAS_BACKWARD           stage 1 of dbias: partial column sums of row chunks
@@ -23,21 +24,30 @@ layout(push_constant) uniform PC {
   vkf_embedding_params p;
 } pc;
 
+// One workgroup per token: its id and position are read once, and the row
+// is copied with consecutive invocations on consecutive columns.
 void main() {
-  uint i = vkf_linear_index();
-  uint C = pc.p.C;
-  if (i >= pc.p.N * C)
+  uint n = vkf_linear_group();
+  if (n >= pc.p.N)
     return;
-  uint n = i / C, c = i - n * C;
-  uint id = pc.tok.v[n];
+  uint C = pc.p.C, id = pc.tok.v[n];
+  uint o = n * C;
   if (id >= pc.p.V) { // unreachable after the host's check; never read out of bounds
-    pc.out_.v[i] = 0.0;
+    for (uint c = gl_LocalInvocationID.x; c < C; c += WG)
+      pc.out_.v[o + c] = 0.0;
     return;
   }
-  precise float e = pc.wte.v[id * C + c];
-  if (pc.p.has_wpe != 0)
-    e = e + pc.wpe.v[(pc.p.pos_offset + n % pc.p.T) * C + c];
-  pc.out_.v[i] = e;
+  uint e = id * C;
+  if (pc.p.has_wpe != 0) {
+    uint q = (pc.p.pos_offset + n % pc.p.T) * C;
+    for (uint c = gl_LocalInvocationID.x; c < C; c += WG) {
+      precise float v = pc.wte.v[e + c] + pc.wpe.v[q + c];
+      pc.out_.v[o + c] = v;
+    }
+  } else {
+    for (uint c = gl_LocalInvocationID.x; c < C; c += WG)
+      pc.out_.v[o + c] = pc.wte.v[e + c];
+  }
 }
 
 #elif defined(EMBEDDING_BACKWARD) || defined(EMBEDDING_BACKWARD_POS)

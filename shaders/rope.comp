@@ -118,20 +118,23 @@ void main() {
       s_sin[lid] = s;
     }
     barrier();
-    for (uint q = lid; q < H * cw; q += WG) {
-      uint h = q / cw, j = q - h * cw, i = i0 + j;
-      uint o = base + h * sH;
-      uint e1 = inter ? o + 2u * i : o + i;
-      uint e2 = inter ? e1 + 1u : o + i + half_;
-      float x1 = pc.x.v[e1], x2 = pc.x.v[e2];
+    // invocation lid takes pair j of heads lane, lane + lanes, ...
+    uint lanes = WG / cw, lane = lid / cw, j = lid - lane * cw, i = i0 + j;
+    if (lane < lanes) {
       float c = s_cos[j], s = s_sin[j];
+      for (uint h = lane; h < H; h += lanes) {
+        uint o = base + h * sH;
+        uint e1 = inter ? o + 2u * i : o + i;
+        uint e2 = inter ? e1 + 1u : o + i + half_;
+        float x1 = pc.x.v[e1], x2 = pc.x.v[e2];
 #if defined(BACKWARD)
-      pc.out_.v[e1] += c * x1 + s * x2;
-      pc.out_.v[e2] += c * x2 - s * x1;
+        pc.out_.v[e1] += c * x1 + s * x2;
+        pc.out_.v[e2] += c * x2 - s * x1;
 #else
-      pc.out_.v[e1] = c * x1 - s * x2;
-      pc.out_.v[e2] = s * x1 + c * x2;
+        pc.out_.v[e1] = c * x1 - s * x2;
+        pc.out_.v[e2] = s * x1 + c * x2;
 #endif
+      }
     }
     barrier(); // before the next range overwrites s_cos/s_sin
   }

@@ -382,6 +382,46 @@ static void test_embedding_backward_determinism(void **state) {
   vkft_destroy(cpu);
 }
 
+/* The same on a context whose tensors live in memory the host cannot map
+ * (the discrete-GPU path): token ids come back through staging copies and
+ * the backward's index goes up through one. */
+static void test_embedding_vulkan_staging(void **state) {
+  (void)state;
+  vkf_context *vk = vkft_vulkan_flags(VKF_CONTEXT_FORCE_STAGING);
+  vkf_context *cpu = vkft_cpu();
+  vkft_rng rng = vkft_rng_seed(13);
+  size_t failures = 0;
+  for (size_t ci = 2; ci < 5; ci++) {
+    const emb_case *c = &emb_cases[ci];
+    emb_data d = emb_make(c, &rng);
+    float *a = emb_forward(vk, c, &d), *b = emb_forward(cpu, c, &d);
+    failures += memcmp(a, b, d.n_act * sizeof(float)) != 0;
+    free(a);
+    free(b);
+    float *gw[2], *gp[2];
+    emb_backward(vk, c, &d, 1, c->wpe, &gw[0], &gp[0]);
+    emb_backward(cpu, c, &d, 1, c->wpe, &gw[1], &gp[1]);
+    failures += vkft_compare_f("staging dwte", gw[0], gw[1], d.n_wte, 0, 0);
+    failures += memcmp(gw[0], gw[1], d.n_wte * sizeof(float)) != 0;
+    if (c->wpe)
+      failures += memcmp(gp[0], gp[1], d.n_wpe * sizeof(float)) != 0;
+    for (int k = 0; k < 2; k++) {
+      free(gw[k]);
+      free(gp[k]);
+    }
+    emb_free(&d);
+  }
+  /* a bad id is still refused */
+  int64_t s2[2] = {1, 2}, sw[2] = {3, 4}, sa[3] = {1, 2, 4};
+  int32_t bad[2] = {1, 3};
+  vkf_tensor tok = i32_tensor(vk, 2, s2, bad), wte = vkft_tensor(vk, 2, sw),
+             out = vkft_tensor(vk, 3, sa);
+  assert_int_equal(vkf_embedding(vk, out, tok, wte, VKF_NO_TENSOR, 0), VKF_ERROR_INVALID_ARGUMENT);
+  assert_int_equal(failures, 0);
+  vkft_destroy(vk);
+  vkft_destroy(cpu);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Bias gradient                                                            */
 /* ------------------------------------------------------------------------ */
@@ -466,6 +506,9 @@ static void test_bias_backward_vulkan_vs_cpu(void **state) {
   vkf_context *cpu = vkft_cpu();
   bias_all(vk, cpu);
   vkft_destroy(vk);
+  vkf_context *staging = vkft_vulkan_flags(VKF_CONTEXT_FORCE_STAGING);
+  bias_all(staging, cpu);
+  vkft_destroy(staging);
   vkft_destroy(cpu);
 }
 
@@ -594,6 +637,7 @@ int main(void) {
       cmocka_unit_test(test_embedding_backward_finite_differences),
       cmocka_unit_test(test_embedding_vulkan_vs_cpu),
       cmocka_unit_test(test_embedding_backward_determinism),
+      cmocka_unit_test(test_embedding_vulkan_staging),
       cmocka_unit_test(test_bias_backward_cpu_vs_reference),
       cmocka_unit_test(test_bias_backward_vulkan_vs_cpu),
       cmocka_unit_test(test_embed_errors),

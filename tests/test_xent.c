@@ -340,6 +340,24 @@ static void test_xent_vulkan_vs_reference_and_cpu(void **state) {
   vkft_destroy(cpu);
 }
 
+/* Tensors in memory the host cannot map (the discrete-GPU path): targets
+ * come back for the host check through staging copies. */
+static void test_xent_vulkan_staging(void **state) {
+  (void)state;
+  vkf_context *vk = vkft_vulkan_flags(VKF_CONTEXT_FORCE_STAGING);
+  vkf_context *cpu = vkft_cpu();
+  vkft_rng rng = vkft_rng_seed(78);
+  size_t failures = 0;
+  for (size_t ci = 3; ci < 9; ci++) {
+    xent_data d = make_data(&cases[ci], &rng);
+    check_case(ci, &cases[ci], &d, vk, cpu, &failures);
+    free_data(&d);
+  }
+  assert_int_equal(failures, 0);
+  vkft_destroy(vk);
+  vkft_destroy(cpu);
+}
+
 /* Central differences of L(logits) (the double forward, reduced as the case
  * says and weighted by dloss) against the CPU backward started from zero. */
 static void test_xent_backward_finite_differences(void **state) {
@@ -541,6 +559,7 @@ int main(void) {
       cmocka_unit_test(test_xent_cpu_vs_reference),
       cmocka_unit_test(test_xent_backward_finite_differences),
       cmocka_unit_test(test_xent_vulkan_vs_reference_and_cpu),
+      cmocka_unit_test(test_xent_vulkan_staging),
       cmocka_unit_test(test_xent_errors),
   };
   return cmocka_run_group_tests_name("xent", tests, NULL, NULL);

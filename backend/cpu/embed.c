@@ -50,27 +50,38 @@ vkf_status vkf_cpu_embedding(vkf_cpu *cpu, const vkf_op *op) {
 }
 
 /* ---- embedding_backward ---- */
+typedef struct emb_bw_job {
+  const vkf_op *op;
+  float *scratch; /* 8 * C floats per worker: the eight accumulator rows */
+} emb_bw_job;
+
 /* dwte: one item per segment (distinct token id); segments own disjoint rows
- * of dwte, so the partition cannot change any sum. */
+ * of dwte, so the partition cannot change any sum. The segment's rows are
+ * read whole (row k into accumulator row k % 8), which performs exactly the
+ * per-column float operations of the kernel. */
 static void embedding_backward_wte_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
-  (void)worker;
-  const vkf_op *op = arg;
+  const emb_bw_job *job = arg;
+  const vkf_op *op = job->op;
   const vkf_embedding_backward_params *p = &op->p.embedding_backward;
   float *dwte = vkf_cpu_f32(op, 0);
   const float *dout = vkf_cpu_f32(op, 2);
   const int32_t *idx = cpu_i32(op, 3);
   const int32_t *start = idx, *order = idx + p->U + 1, *seg_tok = idx + p->U + 1 + p->N;
   const size_t C = p->C;
+  float *acc = job->scratch + (size_t)worker * 8 * C;
   for (uint32_t s = begin; s < end; s++) {
-    float *row = dwte + (size_t)seg_tok[s] * C;
     uint32_t a = (uint32_t)start[s], b = (uint32_t)start[s + 1];
+    memset(acc, 0, 8 * C * sizeof(float));
+    for (uint32_t k = a; k < b; k++) {
+      float *ak = acc + ((k - a) & 7u) * C;
+      const float *src = dout + (size_t)order[k] * C;
+      for (size_t c = 0; c < C; c++)
+        ak[c] += src[c];
+    }
+    float *row = dwte + (size_t)seg_tok[s] * C;
     for (size_t c = 0; c < C; c++) {
-      /* The same eight accumulators and combination tree as the kernel. */
-      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      for (uint32_t k = a; k < b; k++)
-        acc[(k - a) & 7u] += dout[(size_t)order[k] * C + c];
-      float total =
-          ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+      float total = ((acc[c] + acc[C + c]) + (acc[2 * C + c] + acc[3 * C + c])) +
+                    ((acc[4 * C + c] + acc[5 * C + c]) + (acc[6 * C + c] + acc[7 * C + c]));
       row[c] += total;
     }
   }
@@ -96,8 +107,15 @@ static void embedding_backward_wpe_task(void *arg, uint32_t begin, uint32_t end,
 
 vkf_status vkf_cpu_embedding_backward(vkf_cpu *cpu, const vkf_op *op) {
   const vkf_embedding_backward_params *p = &op->p.embedding_backward;
-  if (op->t[0].buf)
-    vkf_pool_run(cpu->pool, p->U, 8192 / (p->C + 1) + 1, embedding_backward_wte_task, (void *)op);
+  if (op->t[0].buf) {
+    uint32_t threads = vkf_pool_threads(cpu->pool);
+    emb_bw_job job = {op, vkf_malloc(cpu->base.env, (size_t)threads * 8 * p->C * sizeof(float))};
+    if (!job.scratch)
+      return vkf_fail(cpu->base.env, VKF_ERROR_OUT_OF_HOST_MEMORY,
+                      "embedding_backward: accumulators");
+    vkf_pool_run(cpu->pool, p->U, 8192 / (p->C + 1) + 1, embedding_backward_wte_task, &job);
+    vkf_free(cpu->base.env, job.scratch);
+  }
   if (op->t[1].buf)
     vkf_pool_run(cpu->pool, p->T, 8192 / (p->C * (p->N / p->T) + 1) + 1,
                  embedding_backward_wpe_task, (void *)op);

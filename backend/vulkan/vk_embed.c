@@ -2,15 +2,23 @@
  * segment, dwpe by position) and the two-stage bias gradient. */
 #include "vk.h"
 
-static uint32_t pow2_at_most(uint32_t wg, uint32_t lo, uint32_t n) {
-  while (wg > lo && wg / 2 >= n)
-    wg /= 2;
-  return wg;
+/* `want` (a power of two) within the device's workgroup limit, then halved
+ * while half of it still covers n, down to lo. */
+static uint32_t pick_wg(const vkf_vk *vk, uint32_t want, uint32_t lo, uint32_t n) {
+  while (want > vk->base.info.max_workgroup_invocations && want > 1)
+    want /= 2;
+  while (want > lo && want / 2 >= n)
+    want /= 2;
+  return want;
 }
 
 static vkf_status embedding(vkf_vk *vk, const vkf_op *op) {
   const vkf_embedding_params *p = &op->p.embedding;
-  return vkf_vk_run_elementwise(vk, op, VKF_SHADER_embedding, p->N * p->C, p, sizeof(*p));
+  uint32_t wg = pick_wg(vk, vkf_vk_is_cpu_device(vk) ? 64 : 256, 32, p->C), gx, gy;
+  vkf_vk_push pb;
+  vkf_vk_push_build(&pb, op, p, sizeof(*p), NULL);
+  vkf_vk_grid_2d(vk, p->N, &gx, &gy);
+  return vkf_vk_op_dispatch(vk, op, VKF_SHADER_embedding, &wg, 1, &pb, gx, gy, 1);
 }
 
 static vkf_status embedding_backward(vkf_vk *vk, const vkf_op *op) {
@@ -18,7 +26,7 @@ static vkf_status embedding_backward(vkf_vk *vk, const vkf_op *op) {
   if (op->t[0].buf) {
     /* dwte: one workgroup per (segment, group of WG columns). Each dispatch
      * declares only what it touches, so the dwpe one needs no barrier. */
-    uint32_t wg = pow2_at_most(vkf_vk_is_cpu_device(vk) ? 64 : 128, 32, p.C);
+    uint32_t wg = pick_wg(vk, vkf_vk_is_cpu_device(vk) ? 64 : 128, 32, p.C);
     p.col_groups = (p.C + wg - 1) / wg;
     vkf_op sub = *op;
     sub.writes = 1;
@@ -50,8 +58,9 @@ static vkf_status embedding_backward(vkf_vk *vk, const vkf_op *op) {
 static vkf_status bias_backward(vkf_vk *vk, const vkf_op *op) {
   vkf_bias_backward_params p = op->p.bias_backward;
   bool cpu = vkf_vk_is_cpu_device(vk);
-  uint32_t wg = cpu ? 64 : 256;
-  uint32_t cx = pow2_at_most(cpu ? 16 : 64, 8, p.N);
+  uint32_t wg = pick_wg(vk, cpu ? 64 : 256, 64, 0);
+  uint32_t cx = pick_wg(vk, cpu ? 16 : 64, 8, p.N);
+  cx = cx > wg ? wg : cx;
   uint32_t ry = wg / cx;
   uint32_t col_blocks = (p.N + cx - 1) / cx;
   uint32_t target = cpu ? 16 : 1024; /* workgroups in stage 1 */

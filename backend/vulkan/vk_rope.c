@@ -6,6 +6,8 @@ vkf_status vkf_vk_rope(vkf_vk *vk, const vkf_op *op) {
   /* a power of two; also the number of angles computed per shared-memory
    * round, so no larger than the token's pairs need */
   uint32_t wg = vkf_vk_is_cpu_device(vk) ? 64 : 256, pairs = p->H * p->pairs;
+  while (wg > vk->base.info.max_workgroup_invocations)
+    wg /= 2;
   while (wg > 32 && wg / 2 >= pairs)
     wg /= 2;
   vkf_vk_push pb;

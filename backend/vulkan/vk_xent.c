@@ -2,15 +2,22 @@
  * reduction for the mean/sum loss (forward) or the mean's scale (backward). */
 #include "vk.h"
 
+/* A power of two within the device's workgroup limit. */
+static uint32_t cap_wg(const vkf_vk *vk, uint32_t wg) {
+  while (wg > vk->base.info.max_workgroup_invocations && wg > 1)
+    wg /= 2;
+  return wg;
+}
+
 static uint32_t row_wg(const vkf_vk *vk, uint32_t V) {
-  uint32_t wg = vkf_vk_is_cpu_device(vk) ? 64 : 256;
+  uint32_t wg = cap_wg(vk, vkf_vk_is_cpu_device(vk) ? 64 : 256);
   while (wg > 32 && wg / 2 >= V)
     wg /= 2;
   return wg;
 }
 
 static uint32_t single_wg(const vkf_vk *vk) {
-  return vkf_vk_is_cpu_device(vk) ? 64 : 1024;
+  return cap_wg(vk, vkf_vk_is_cpu_device(vk) ? 64 : 1024);
 }
 
 static vkf_status rows_dispatch(vkf_vk *vk, const vkf_op *sub, vkf_shader_id shader) {
