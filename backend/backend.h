@@ -79,9 +79,16 @@ bool vkf_contains_nocase(const char *haystack, const char *needle);
   X(SWIGLU, "swiglu")                                                                              \
   X(SWIGLU_BACKWARD, "swiglu_backward")                                                            \
   /* ---- embed ---- */                                                                            \
+  X(EMBEDDING, "embedding")                                                                        \
+  X(EMBEDDING_BACKWARD, "embedding_backward")                                                      \
+  X(BIAS_BACKWARD, "bias_backward")                                                                \
   /* ---- rope ---- */                                                                             \
+  X(ROPE, "rope")                                                                                  \
+  X(ROPE_BACKWARD, "rope_backward")                                                                \
   /* ---- attn ---- */                                                                             \
   /* ---- xent ---- */                                                                             \
+  X(CROSS_ENTROPY, "cross_entropy")                                                                \
+  X(CROSS_ENTROPY_BACKWARD, "cross_entropy_backward")                                              \
   /* ---- optim ---- */                                                                            \
   X(ADAMW, "adamw")                                                                                \
   X(GRAD_NORM, "grad_norm")                                                                        \
@@ -122,9 +129,14 @@ typedef union vkf_op_params {
   vkf_act_params act;
   vkf_swiglu_params swiglu;
   /* ---- embed ---- */
+  vkf_embedding_params embedding;
+  vkf_embedding_backward_params embedding_backward;
+  vkf_bias_backward_params bias_backward;
   /* ---- rope ---- */
+  vkf_rope_params rope;
   /* ---- attn ---- */
   /* ---- xent ---- */
+  vkf_cross_entropy_params cross_entropy;
   /* ---- optim ---- */
   vkf_adamw_params adamw;
   vkf_grad_norm_params grad_norm;

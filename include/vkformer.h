@@ -433,11 +433,127 @@ VKF_API vkf_status vkf_swiglu_backward(vkf_context *ctx, vkf_tensor dgate_up, vk
 
 /* ---- embed: embedding, bias gradient ---- */
 
+/* Token plus learned position embedding:
+ *   out[b, t, :] = wte[tokens[b, t], :] + wpe[pos_offset + t, :]
+ * tokens: i32 [B, T] or [T]; wte: [V, C]; wpe: [P, C], or VKF_NO_TENSOR for
+ * no position term; out: tokens' shape + [C]. Needs pos_offset + T <= P.
+ * out must not overlap the other operands.
+ * Token ids are checked on the host before the op is recorded: the ids are
+ * read back (a plain copy on the CPU backend and for host-mapped device
+ * memory; otherwise it waits for the work recorded so far). An id outside
+ * [0, V) fails with VKF_ERROR_INVALID_ARGUMENT naming its position and
+ * nothing is recorded. The kernels bounds-check ids as well, so no id can
+ * reach memory outside wte. */
+VKF_API vkf_status vkf_embedding(vkf_context *ctx, vkf_tensor out, vkf_tensor tokens,
+                                 vkf_tensor wte, vkf_tensor wpe, uint32_t pos_offset);
+/* Backward of vkf_embedding; adds:
+ *   dwte[v, :] += sum of dout[b, t, :] over the (b, t) with tokens[b, t] == v
+ *   dwpe[pos_offset + t, :] += sum over b of dout[b, t, :]
+ * dwte [V, C] and dwpe [P, C] are each optional (VKF_NO_TENSOR), not both.
+ * Deterministic: each sum is taken in a fixed order of (b, t) that both
+ * backends share (see vkf_embedding_backward_params), so the result has the
+ * same bits on every run, on either backend, however often ids repeat (no
+ * float atomics). Token ids are checked on the host as in vkf_embedding,
+ * which also builds the per-id lists the kernels use. */
+VKF_API vkf_status vkf_embedding_backward(vkf_context *ctx, vkf_tensor dwte, vkf_tensor dwpe,
+                                          vkf_tensor dout, vkf_tensor tokens, uint32_t pos_offset);
+/* Bias gradient: dbias[j] += sum over all leading indices of dout[..., j].
+ * dbias: [N]; dout: [..., N]. Deterministic (fixed reduction order per
+ * device; on Vulkan a two-stage reduction without atomics). */
+VKF_API vkf_status vkf_bias_backward(vkf_context *ctx, vkf_tensor dbias, vkf_tensor dout);
+
 /* ---- rope: rotary position embedding ---- */
+
+enum vkf_rope_flags {
+  /* Pairs (2i, 2i+1) (GPT-J; ONNX interleaved=1). Default: pairs
+   * (i, i + rotary_dim/2), "rotate half" (GPT-NeoX, Hugging Face Llama). */
+  VKF_ROPE_INTERLEAVED = 1u << 0,
+  /* x is [B, H, T, D] (ONNX 4-D layout). Default: [B, T, H, D]. */
+  VKF_ROPE_HEADS_FIRST = 1u << 1,
+};
+
+/* Options of vkf_rope / vkf_rope_backward; zero-initialise, NULL = all
+ * defaults. */
+typedef struct vkf_rope_desc {
+  uint32_t flags;      /* vkf_rope_flags */
+  uint32_t rotary_dim; /* rotate the first rotary_dim dims of each head (even,
+                          <= D); the rest pass through. 0 = D */
+  double theta;        /* frequency base (> 1): pair i turns by
+                          position * theta^(-2i / rotary_dim). 0 = 10000 */
+  int32_t pos_offset;  /* token t sits at position pos_offset + t (KV-cache
+                          decoding); must be 0 with position_ids */
+  /* Optional i32 [B, T]: the position of each token instead. */
+  vkf_tensor position_ids;
+  /* Optional f32 tables used instead of theta (ONNX RotaryEmbedding), both or
+   * neither, same shape: [P, rotary_dim/2] indexed by position (positions
+   * must lie in [0, P)), or [B, T, rotary_dim/2] indexed by (b, t) (then no
+   * position_ids and pos_offset 0). */
+  vkf_tensor cos_cache, sin_cache;
+} vkf_rope_desc;
+
+/* Rotary position embedding of x: [B, T, H, D] (or [B, H, T, D] with
+ * VKF_ROPE_HEADS_FIRST; for 3-D [B, T, H*D] data make a 4-D view). For pair
+ * (x1, x2) at angle a: out1 = x1 cos a - x2 sin a, out2 = x1 sin a + x2 cos a.
+ * Apply to q and k separately (k may have fewer heads). out has x's shape and
+ * may be x itself (in place); otherwise they must not overlap.
+ * Angles from theta are exact to about 1e-7 rad at any position |p| < 2^31
+ * (64-bit fixed-point turns on the device, not p * freq in float).
+ * With table lookups and position_ids, the ids are checked on the host (read
+ * back as for vkf_embedding); out-of-range ones fail with
+ * VKF_ERROR_INVALID_ARGUMENT. */
+VKF_API vkf_status vkf_rope(vkf_context *ctx, vkf_tensor out, vkf_tensor x,
+                            const vkf_rope_desc *desc);
+/* Backward: dx += R^T dout (the inverse rotation; passed-through dims add
+ * dout). dx and dout have x's shape and must not overlap. */
+VKF_API vkf_status vkf_rope_backward(vkf_context *ctx, vkf_tensor dx, vkf_tensor dout,
+                                     const vkf_rope_desc *desc);
 
 /* ---- attn: attention ---- */
 
 /* ---- xent: loss: softmax cross-entropy ---- */
+
+typedef enum vkf_reduction {
+  VKF_REDUCTION_MEAN = 0, /* sum of losses / sum of the counted rows' weights
+                             (their number without weights) */
+  VKF_REDUCTION_SUM = 1,
+  VKF_REDUCTION_NONE = 2, /* per-row losses only */
+} vkf_reduction;
+
+/* A value of ignore_index that no target can equal by accident. */
+#define VKF_NO_IGNORE_INDEX INT32_MIN
+
+/* Fused softmax + cross-entropy (ONNX SoftmaxCrossEntropyLoss semantics).
+ * logits: f32, classes along `class_axis` (negative counts from the end: -1
+ * for [.., V]; 1 for ONNX's [N, C, d1..dk]); rows are all other indices in
+ * order. targets: i32 with logits' shape minus the class axis (a 1-D logits
+ * [V] takes targets [1]). Per row, with t its target and w = weights[t] (1
+ * without weights):
+ *   losses[row] = w * (logsumexp(logits[row, :]) - logits[row, t])
+ * and 0 when t == ignore_index (such rows are not counted; ignore_index may
+ * lie outside [0, V)). Every other target must lie in [0, V): targets are
+ * checked on the host (read back as for vkf_embedding) and a bad one fails
+ * with VKF_ERROR_INVALID_ARGUMENT.
+ * losses: targets' shape (required). loss: 1 element (or VKF_NO_TENSOR) =
+ * sum(losses) for SUM, sum(losses) / sum(w over counted rows) for MEAN (NaN
+ * when nothing is counted), computed on the device; must be VKF_NO_TENSOR
+ * for NONE. log_prob: logits' shape, = logits - logsumexp (optional).
+ * weights: [V] or VKF_NO_TENSOR. Outputs must not overlap anything. */
+VKF_API vkf_status vkf_cross_entropy(vkf_context *ctx, vkf_tensor losses, vkf_tensor loss,
+                                     vkf_tensor log_prob, vkf_tensor logits, vkf_tensor targets,
+                                     vkf_tensor weights, int32_t class_axis, int32_t ignore_index,
+                                     vkf_reduction reduction);
+/* Backward, straight from logits and targets (the probabilities are never
+ * stored): for every counted row
+ *   dlogits[row, :] += g * w * (softmax(logits[row, :]) - onehot(t))
+ * with g = dloss[0] / sum(w over counted rows) for MEAN, dloss[0] for SUM,
+ * dloss[row] for NONE. dloss: 1 element (MEAN, SUM) or targets' shape (NONE),
+ * on the device (1.0 normally). dlogits: logits' shape, must not overlap the
+ * inputs. Ignored rows are left untouched. */
+VKF_API vkf_status vkf_cross_entropy_backward(vkf_context *ctx, vkf_tensor dlogits,
+                                              vkf_tensor dloss, vkf_tensor logits,
+                                              vkf_tensor targets, vkf_tensor weights,
+                                              int32_t class_axis, int32_t ignore_index,
+                                              vkf_reduction reduction);
 
 /* ---- optim: optimiser: adamw, gradient norm and clipping ---- */
 

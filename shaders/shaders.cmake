@@ -34,9 +34,20 @@ vkf_shader(swiglu_vec4 act.comp SWIGLU VEC4)
 vkf_shader(swiglu_backward act.comp SWIGLU BACKWARD)
 vkf_shader(swiglu_backward_vec4 act.comp SWIGLU BACKWARD VEC4)
 # ---- embed: embedding, bias gradient ----
+vkf_shader(embedding embed.comp EMBEDDING)
+vkf_shader(embedding_backward embed.comp EMBEDDING_BACKWARD)
+vkf_shader(embedding_backward_pos embed.comp EMBEDDING_BACKWARD_POS)
+vkf_shader(bias_backward embed.comp BIAS_BACKWARD)
+vkf_shader(bias_backward_final embed.comp BIAS_BACKWARD_FINAL)
 # ---- rope: rotary position embedding ----
+vkf_shader(rope rope.comp)
+vkf_shader(rope_backward rope.comp BACKWARD)
 # ---- attn: attention ----
 # ---- xent: loss: softmax cross-entropy ----
+vkf_shader(cross_entropy xent.comp XENT_FORWARD)
+vkf_shader(cross_entropy_reduce xent.comp XENT_REDUCE)
+vkf_shader(cross_entropy_backward xent.comp XENT_BACKWARD)
+vkf_shader(cross_entropy_backward_scale xent.comp XENT_SCALE)
 # ---- optim: optimiser: adamw, gradient norm and clipping ----
 vkf_shader(adamw optim_adamw.comp)
 vkf_shader(grad_norm optim_grad_norm.comp)

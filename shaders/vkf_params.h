@@ -142,12 +142,94 @@ struct vkf_swiglu_params {
 };
 
 /* ---- embed: embedding, bias gradient ---- */
+/* embedding: out[n, c] = wte[tokens[n], c] (+ wpe[pos_offset + n % T, c]) for
+ * n < N (= B*T) and c < C. operands: 0 out [N, C], 1 tokens (i32 [N]),
+ * 2 wte [V, C], 3 wpe [P, C] (optional). */
+struct vkf_embedding_params {
+  VKF_U32 N, T, C, V;
+  VKF_U32 pos_offset;
+  VKF_U32 has_wpe;
+};
+
+/* embedding_backward (dwte part): U segments, one per distinct token id.
+ * Segment s holds the positions n whose token is seg_tok[s], ascending.
+ * For every column c: eight float accumulators acc[k % 8] += dout[n_k, c]
+ * over the segment's k-th position, then
+ * dwte[v, c] += ((acc0 + acc1) + (acc2 + acc3)) + ((acc4 + acc5) + (acc6 + acc7)).
+ * (dwpe part): dwpe[pos_offset + t, c] += (((0 + dout[0, t, c]) + dout[1, t, c]) + ...)
+ * summed over b in order. Both backends use exactly these float operations,
+ * so results are bit-identical across runs and backends.
+ * operands: 0 dwte (optional), 1 dwpe (optional), 2 dout [N, C],
+ * 3 index (i32, with dwte): [0, U] segment starts into `order`,
+ * [U + 1, U + 1 + N) order, [U + 1 + N, U + 1 + N + U) seg_tok. */
+struct vkf_embedding_backward_params {
+  VKF_U32 N, T, C, U;
+  VKF_U32 pos_offset;
+  VKF_U32 col_groups; /* Vulkan: workgroups per segment (set by the backend) */
+};
+
+/* bias_backward: dbias[j] += sum over r < rows of dout[r, j], j < N.
+ * operands: 0 dbias [N], 1 dout [rows, N]; the Vulkan backend adds
+ * 2 partial sums [chunks, N] (its own scratch). */
+struct vkf_bias_backward_params {
+  VKF_U32 rows, N;
+  VKF_U32 chunk_rows, chunks; /* Vulkan: row chunks of stage 1 (set by the backend) */
+};
 
 /* ---- rope: rotary position embedding ---- */
+/* rope / rope_backward on x [B, T, H, D] (or [B, H, T, D]: the strides say
+ * which). Pairs i < pairs (= rotary_dim / 2) of each head: (i, i + pairs),
+ * or (2i, 2i + 1) with VKF_ROPEF_INTERLEAVED; dims past 2 * pairs pass through.
+ * Angle of pair i at position p: p * theta^(-2i / rotary_dim), from the
+ * 64-bit fixed-point fraction freq = theta^(-2 / rotary_dim) (freq_hi,
+ * freq_lo), or cos/sin read from tables with VKF_ROPEF_TABLE.
+ * Position of token (b, t): position_ids[b, t] with VKF_ROPEF_POS_IDS, else
+ * pos_offset + t. Tables are [table_rows, pairs] indexed by position, or
+ * [B, T, pairs] indexed by (b, t) with VKF_ROPEF_TABLE_BT.
+ * forward: out = R x (out may be x). backward: dx += R^T dout.
+ * operands: 0 out | dx, 1 x | dout, 2 cos, 3 sin (optional tables),
+ * 4 position_ids (optional, i32 [B, T]). */
+#define VKF_ROPEF_INTERLEAVED 1u
+#define VKF_ROPEF_TABLE 2u
+#define VKF_ROPEF_TABLE_BT 4u
+#define VKF_ROPEF_POS_IDS 8u
+#define VKF_ROPEF_INPLACE 16u
+struct vkf_rope_params {
+  VKF_U32 B, T, H, D;
+  VKF_U32 pairs;      /* rotary_dim / 2 */
+  VKF_U32 sB, sT, sH; /* element strides of batch, token, head */
+  VKF_U32 flags;
+  VKF_I32 pos_offset;
+  VKF_U32 freq_hi, freq_lo;
+  VKF_U32 table_rows;
+};
 
 /* ---- attn: attention ---- */
 
 /* ---- xent: loss: softmax cross-entropy ---- */
+/* cross_entropy over logits [outer, V, inner] (inner = 1: classes last):
+ * row r = o * inner + i has class c at o * V * inner + c * inner + i.
+ * losses[r] = w[t] * (logsumexp(row) - row[t]) with t = targets[r], or 0
+ * when t == ignore_index. loss = sum(losses) (SUM) or sum(losses) / sum of
+ * w[t] over counted rows (MEAN). log_prob = row - logsumexp(row).
+ * forward operands: 0 losses [rows], 1 loss [1] (optional), 2 log_prob
+ * (optional), 3 logits, 4 targets (i32 [rows]), 5 weights [V] (optional).
+ * backward: dlogits[r, :] += g_r * w[t] * (softmax(row) - onehot(t)) for
+ * counted rows, g_r = dloss[0] / den (MEAN), dloss[0] (SUM), dloss[r] (NONE).
+ * backward operands: 0 dlogits, 1 dloss, 2 logits, 3 targets, 4 weights
+ * (optional); the Vulkan backend adds 5 scratch (g for MEAN). */
+#define VKF_XENT_MEAN 0u
+#define VKF_XENT_SUM 1u
+#define VKF_XENT_NONE 2u
+#define VKF_XENTF_WEIGHTS 1u
+#define VKF_XENTF_LOG_PROB 2u
+#define VKF_XENTF_LOSS 4u
+struct vkf_cross_entropy_params {
+  VKF_U32 rows, V, inner;
+  VKF_I32 ignore_index;
+  VKF_U32 reduction;
+  VKF_U32 flags;
+};
 
 /* ---- optim: optimiser: adamw, gradient norm and clipping ---- */
 
@@ -217,9 +299,14 @@ typedef struct vkf_norm_reduce_params vkf_norm_reduce_params;
 typedef struct vkf_act_params vkf_act_params;
 typedef struct vkf_swiglu_params vkf_swiglu_params;
 /* ---- embed ---- */
+typedef struct vkf_embedding_params vkf_embedding_params;
+typedef struct vkf_embedding_backward_params vkf_embedding_backward_params;
+typedef struct vkf_bias_backward_params vkf_bias_backward_params;
 /* ---- rope ---- */
+typedef struct vkf_rope_params vkf_rope_params;
 /* ---- attn ---- */
 /* ---- xent ---- */
+typedef struct vkf_cross_entropy_params vkf_cross_entropy_params;
 /* ---- optim ---- */
 typedef struct vkf_adamw_params vkf_adamw_params;
 typedef struct vkf_grad_norm_params vkf_grad_norm_params;

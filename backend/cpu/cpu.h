@@ -50,9 +50,16 @@ vkf_status vkf_cpu_silu_backward(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_swiglu(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_swiglu_backward(vkf_cpu *cpu, const vkf_op *op);
 /* ---- embed ---- */
+vkf_status vkf_cpu_embedding(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_embedding_backward(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_bias_backward(vkf_cpu *cpu, const vkf_op *op);
 /* ---- rope ---- */
+vkf_status vkf_cpu_rope(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_rope_backward(vkf_cpu *cpu, const vkf_op *op);
 /* ---- attn ---- */
 /* ---- xent ---- */
+vkf_status vkf_cpu_cross_entropy(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_cross_entropy_backward(vkf_cpu *cpu, const vkf_op *op);
 /* ---- optim ---- */
 vkf_status vkf_cpu_adamw(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_grad_norm(vkf_cpu *cpu, const vkf_op *op);

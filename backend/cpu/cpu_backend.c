@@ -29,9 +29,16 @@ static const vkf_cpu_op_fn op_table[VKF_OP_COUNT] = {
     [VKF_OP_SWIGLU] = vkf_cpu_swiglu,
     [VKF_OP_SWIGLU_BACKWARD] = vkf_cpu_swiglu_backward,
     /* ---- embed ---- */
+    [VKF_OP_EMBEDDING] = vkf_cpu_embedding,
+    [VKF_OP_EMBEDDING_BACKWARD] = vkf_cpu_embedding_backward,
+    [VKF_OP_BIAS_BACKWARD] = vkf_cpu_bias_backward,
     /* ---- rope ---- */
+    [VKF_OP_ROPE] = vkf_cpu_rope,
+    [VKF_OP_ROPE_BACKWARD] = vkf_cpu_rope_backward,
     /* ---- attn ---- */
     /* ---- xent ---- */
+    [VKF_OP_CROSS_ENTROPY] = vkf_cpu_cross_entropy,
+    [VKF_OP_CROSS_ENTROPY_BACKWARD] = vkf_cpu_cross_entropy_backward,
     /* ---- optim ---- */
     [VKF_OP_ADAMW] = vkf_cpu_adamw,
     [VKF_OP_GRAD_NORM] = vkf_cpu_grad_norm,

@@ -284,9 +284,12 @@ vkf_status vkf_vk_norm(vkf_vk *vk, const vkf_op *op);
 /* gelu, silu, swiglu and their backward ops (vk_act.c) */
 vkf_status vkf_vk_act(vkf_vk *vk, const vkf_op *op);
 /* ---- embed ---- */
+vkf_status vkf_vk_embed(vkf_vk *vk, const vkf_op *op);
 /* ---- rope ---- */
+vkf_status vkf_vk_rope(vkf_vk *vk, const vkf_op *op);
 /* ---- attn ---- */
 /* ---- xent ---- */
+vkf_status vkf_vk_xent(vkf_vk *vk, const vkf_op *op);
 /* ---- optim ---- */
 vkf_status vkf_vk_optim(vkf_vk *vk, const vkf_op *op);
 

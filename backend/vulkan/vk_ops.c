@@ -183,9 +183,19 @@ vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op) {
   case VKF_OP_SWIGLU_BACKWARD:
     return vkf_vk_act(vk, op);
   /* ---- embed ---- */
+  case VKF_OP_EMBEDDING:
+  case VKF_OP_EMBEDDING_BACKWARD:
+  case VKF_OP_BIAS_BACKWARD:
+    return vkf_vk_embed(vk, op);
   /* ---- rope ---- */
+  case VKF_OP_ROPE:
+  case VKF_OP_ROPE_BACKWARD:
+    return vkf_vk_rope(vk, op);
   /* ---- attn ---- */
   /* ---- xent ---- */
+  case VKF_OP_CROSS_ENTROPY:
+  case VKF_OP_CROSS_ENTROPY_BACKWARD:
+    return vkf_vk_xent(vk, op);
   /* ---- optim ---- */
   case VKF_OP_ADAMW:
   case VKF_OP_GRAD_NORM:
