@@ -62,4 +62,9 @@ vkf_status vkf_shape_error(vkf_context *ctx, const char *fn, const char *what,
 vkf_status vkf_adamw_params_fill(vkf_context *ctx, const vkf_optim_desc *d, uint64_t n, bool clip,
                                  vkf_adamw_params *p);
 
+/* frontend/embed.c: the per-id position lists of the embedding backward
+ * (malloc'd with env's allocator); fixed_cap 0 = exactly the distinct ids. */
+vkf_status vkf_embedding_index(vkf_env *env, const int32_t *ids, uint32_t N, uint32_t V,
+                               uint32_t fixed_cap, int32_t **out, uint32_t *out_u, size_t *out_n);
+
 #endif

@@ -138,24 +138,34 @@ vkf_status vkf_embedding(vkf_context *ctx, vkf_tensor out, vkf_tensor tokens, vk
 }
 
 /* Stable counting sort of the positions by token id: index = segment starts
- * [U + 1], positions grouped by id in ascending order [N], id of each
- * segment [U] (see vkf_embedding_backward_params). */
-static vkf_status build_index(vkf_context *ctx, const int32_t *ids, uint32_t N, uint32_t V,
-                              int32_t **out, uint32_t *out_u, size_t *out_n) {
-  const vkf_env *env = &ctx->env;
+ * [cap + 1], positions grouped by id in ascending order [N], id of each
+ * segment [cap] (see vkf_embedding_backward_params), where cap is the number
+ * of distinct ids (fixed_cap 0) or fixed_cap (>= it; the rest padded with
+ * empty segments). */
+vkf_status vkf_embedding_index(vkf_env *env, const int32_t *ids, uint32_t N, uint32_t V,
+                               uint32_t fixed_cap, int32_t **out, uint32_t *out_u,
+                               size_t *out_n) {
   uint32_t *count = vkf_calloc(env, (size_t)V + 1, sizeof(uint32_t));
   if (!count)
-    return vkf_fail(&ctx->env, VKF_ERROR_OUT_OF_HOST_MEMORY, "embedding index");
-  uint32_t U = 0;
+    return vkf_fail(env, VKF_ERROR_OUT_OF_HOST_MEMORY, "embedding index");
+  uint32_t distinct = 0;
   for (uint32_t n = 0; n < N; n++)
-    U += count[ids[n]]++ == 0;
+    distinct += count[ids[n]]++ == 0;
+  uint32_t U = fixed_cap ? fixed_cap : distinct;
+  if (distinct > U) {
+    vkf_free(env, count);
+    return vkf_fail(env, VKF_ERROR_INVALID_ARGUMENT,
+                    "embedding index: %u distinct ids exceed the capacity %u", distinct, U);
+  }
   size_t len = (size_t)U + 1 + N + U;
-  int32_t *idx = vkf_malloc(env, len * sizeof(int32_t));
+  int32_t *idx = vkf_calloc(env, len, sizeof(int32_t));
   if (!idx) {
     vkf_free(env, count);
-    return vkf_fail(&ctx->env, VKF_ERROR_OUT_OF_HOST_MEMORY, "embedding index");
+    return vkf_fail(env, VKF_ERROR_OUT_OF_HOST_MEMORY, "embedding index");
   }
   int32_t *start = idx, *order = idx + U + 1, *seg_tok = idx + U + 1 + N;
+  for (uint32_t s = distinct; s <= U; s++)
+    start[s] = (int32_t)N; /* padding: empty segments at the end */
   /* count[v] becomes the write cursor of id v within `order` */
   uint32_t s = 0, pos = 0;
   for (uint32_t v = 0; v < V; v++) {
@@ -168,7 +178,6 @@ static vkf_status build_index(vkf_context *ctx, const int32_t *ids, uint32_t N, 
     pos += c;
     s++;
   }
-  start[U] = (int32_t)N;
   for (uint32_t n = 0; n < N; n++)
     order[count[ids[n]]++] = (int32_t)n;
   vkf_free(env, count);
@@ -232,7 +241,7 @@ vkf_status vkf_embedding_backward(vkf_context *ctx, vkf_tensor dwte, vkf_tensor 
   size_t len = 0;
   if ((s = read_ids(ctx, fn, st, (uint32_t)sw->shape[0], &ids)) != VKF_OK)
     return s;
-  s = build_index(ctx, ids, N, (uint32_t)sw->shape[0], &idx, &U, &len);
+  s = vkf_embedding_index(&ctx->env, ids, N, (uint32_t)sw->shape[0], 0, &idx, &U, &len);
   vkf_free(&ctx->env, ids);
   if (s != VKF_OK)
     return s;

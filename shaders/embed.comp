@@ -75,6 +75,8 @@ void main() {
     return;
   uint U = pc.p.U;
   uint a = pc.idx.v[seg], b = pc.idx.v[seg + 1];
+  if (a == b)
+    return; // an empty (padding) segment: a fixed-capacity index
   uint v = pc.idx.v[U + 1 + pc.p.N + seg];
   uint ord = U + 1;
   precise float a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, a4 = 0.0, a5 = 0.0, a6 = 0.0, a7 = 0.0;

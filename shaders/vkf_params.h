@@ -161,7 +161,10 @@ struct vkf_embedding_params {
  * so results are bit-identical across runs and backends.
  * operands: 0 dwte (optional), 1 dwpe (optional), 2 dout [N, C],
  * 3 index (i32, with dwte): [0, U] segment starts into `order`,
- * [U + 1, U + 1 + N) order, [U + 1 + N, U + 1 + N + U) seg_tok. */
+ * [U + 1, U + 1 + N) order, [U + 1 + N, U + 1 + N + U) seg_tok.
+ * U may exceed the number of distinct ids: trailing empty segments
+ * (start[s] == start[s + 1]) are skipped, so a recorded step can keep one
+ * index of capacity min(N, V) and refill it for every batch. */
 struct vkf_embedding_backward_params {
   VKF_U32 N, T, C, U;
   VKF_U32 pos_offset;

@@ -71,6 +71,8 @@ static void embedding_backward_wte_task(void *arg, uint32_t begin, uint32_t end,
   float *acc = job->scratch + (size_t)worker * 8 * C;
   for (uint32_t s = begin; s < end; s++) {
     uint32_t a = (uint32_t)start[s], b = (uint32_t)start[s + 1];
+    if (a == b)
+      continue; /* an empty (padding) segment: a fixed-capacity index */
     memset(acc, 0, 8 * C * sizeof(float));
     for (uint32_t k = a; k < b; k++) {
       float *ak = acc + ((k - a) & 7u) * C;
