@@ -21,6 +21,9 @@ typedef struct vkf_cpu {
 struct vkf_program {
   vkf_op *ops;
   uint32_t n, cap;
+  /* buffers freed while capturing: the recorded ops may use them */
+  vkf_buffer **owned;
+  uint32_t n_owned, cap_owned;
 };
 
 static inline float *vkf_cpu_f32(const vkf_op *op, uint32_t i) {

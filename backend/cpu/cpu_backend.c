@@ -113,9 +113,30 @@ static vkf_status cpu_buffer_create(vkf_backend *be, uint64_t bytes, vkf_buffer 
   return VKF_OK;
 }
 
+static void cpu_buffer_release(vkf_backend *be, vkf_buffer *b);
+
 static void cpu_buffer_destroy(vkf_backend *be, vkf_buffer *b) {
   if (!b)
     return;
+  vkf_program *p = cpu_of(be)->capturing;
+  if (p) {
+    /* a recorded op may use it: the program releases it */
+    if (p->n_owned == p->cap_owned) {
+      uint32_t cap = p->cap_owned ? p->cap_owned * 2 : 16;
+      vkf_buffer **nb = vkf_realloc(be->env, p->owned, cap * sizeof(*nb));
+      if (nb) {
+        p->owned = nb;
+        p->cap_owned = cap;
+      }
+    }
+    if (p->n_owned < p->cap_owned)
+      p->owned[p->n_owned++] = b;
+    return; /* (without host memory for the list, leak rather than dangle) */
+  }
+  cpu_buffer_release(be, b);
+}
+
+static void cpu_buffer_release(vkf_backend *be, vkf_buffer *b) {
   vkf_cpu *cpu = cpu_of(be);
   cpu->bytes_used -= b->bytes;
   cpu->buffers--;
@@ -239,6 +260,11 @@ static vkf_status cpu_replay(vkf_backend *be, vkf_program *p) {
 static void cpu_program_destroy(vkf_backend *be, vkf_program *p) {
   if (!p)
     return;
+  if (cpu_of(be)->capturing == p)
+    cpu_of(be)->capturing = NULL;
+  for (uint32_t i = 0; i < p->n_owned; i++)
+    cpu_buffer_release(be, p->owned[i]);
+  vkf_free(be->env, p->owned);
   vkf_free(be->env, p->ops);
   vkf_free(be->env, p);
 }

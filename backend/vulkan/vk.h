@@ -149,6 +149,10 @@ struct vkf_program {
   VkFence fence;
   bool in_flight;
   vkf_vk_range_set reads, writes; /* everything it touches */
+  /* buffers freed while capturing (kernels' scratch): the recorded commands
+   * still use them, so they are released with the program */
+  vkf_buffer **owned;
+  uint32_t n_owned, cap_owned;
 };
 
 typedef struct vkf_vk {
@@ -204,6 +208,8 @@ vkf_status vkf_vk_memory_init(vkf_vk *vk);
 void vkf_vk_memory_destroy(vkf_vk *vk);
 vkf_status vkf_vk_buffer_create(vkf_backend *be, uint64_t bytes, vkf_buffer **out);
 void vkf_vk_buffer_destroy(vkf_backend *be, vkf_buffer *buf);
+/* Frees now, whatever is being captured (the program's own cleanup). */
+void vkf_vk_buffer_release(vkf_vk *vk, vkf_buffer *buf);
 /* A host-visible staging block of at least `bytes`, mapped. */
 vkf_status vkf_vk_staging_create(vkf_vk *vk, uint64_t bytes, vkf_vk_block **out);
 void vkf_vk_block_free(vkf_vk *vk, vkf_vk_block *b);

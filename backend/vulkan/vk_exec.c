@@ -338,6 +338,11 @@ void vkf_vk_program_destroy(vkf_backend *be, vkf_program *p) {
     vk->fn.vkFreeCommandBuffers(vk->device, vk->pool, 1, &p->cmd);
   if (p->fence)
     vk->fn.vkDestroyFence(vk->device, p->fence, NULL);
+  if (vk->capturing == p)
+    vk->capturing = NULL;
+  for (uint32_t i = 0; i < p->n_owned; i++)
+    vkf_vk_buffer_release(vk, p->owned[i]);
+  vkf_free(be->env, p->owned);
   ranges_free(vk, &p->reads);
   ranges_free(vk, &p->writes);
   vkf_free(be->env, p);

@@ -317,6 +317,28 @@ void vkf_vk_buffer_destroy(vkf_backend *be, vkf_buffer *buf) {
   if (!buf)
     return;
   vkf_vk *vk = (vkf_vk *)be;
+  vkf_program *p = vk->capturing;
+  if (p) {
+    /* the commands being recorded may use it: keep it for the program */
+    if (p->n_owned == p->cap_owned) {
+      uint32_t cap = p->cap_owned ? p->cap_owned * 2 : 16;
+      vkf_buffer **nb = vkf_realloc(be->env, p->owned, cap * sizeof(*nb));
+      if (nb) {
+        p->owned = nb;
+        p->cap_owned = cap;
+      }
+    }
+    if (p->n_owned < p->cap_owned)
+      p->owned[p->n_owned++] = buf;
+    /* (without host memory for the list, leak the range rather than let a
+     * replay write into memory that is reused) */
+    return;
+  }
+  vkf_vk_buffer_release(vk, buf);
+}
+
+void vkf_vk_buffer_release(vkf_vk *vk, vkf_buffer *buf) {
+  vkf_backend *be = &vk->base;
   vkf_vk_memory *m = &vk->mem;
   vkf_vk_block *b = buf->block;
   block_give(b, buf->offset, buf->size);
