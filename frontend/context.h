@@ -67,4 +67,7 @@ vkf_status vkf_adamw_params_fill(vkf_context *ctx, const vkf_optim_desc *d, uint
 vkf_status vkf_embedding_index(vkf_env *env, const int32_t *ids, uint32_t N, uint32_t V,
                                uint32_t fixed_cap, int32_t **out, uint32_t *out_u, size_t *out_n);
 
+/* frontend/rope.c: theta^(-2 / rotary_dim) as a 64-bit binary fraction. */
+void vkf_rope_freq_fraction(double theta, uint32_t rotary_dim, uint32_t *hi, uint32_t *lo);
+
 #endif

@@ -181,6 +181,25 @@ vkf_node vkf_g_linear(vkf_graph *g, vkf_node x, vkf_node w, vkf_node b, bool tra
  * weights stored [in, out]); bias slice likewise (b [ld] or NONE). */
 vkf_node vkf_g_linear_cols(vkf_graph *g, vkf_node x, vkf_node w, vkf_node b, uint32_t col0,
                            uint32_t m);
+/* Token (+ learned position) embedding: tokens an i32 input [B, T]; wte
+ * [V, C]; wpe [P, C] or NONE. Result [B*T, C]. `index` is an i32 input the
+ * caller refills for every batch with vkf_embedding_index(..., fixed_cap =
+ * vkf_g_embedding_cap(), ...): the backward's per-id position lists. */
+vkf_node vkf_g_embedding(vkf_graph *g, vkf_node tokens, vkf_node wte, vkf_node wpe, vkf_node index);
+uint32_t vkf_g_embedding_cap(uint32_t tokens, uint32_t vocab);
+uint64_t vkf_g_embedding_index_len(uint32_t tokens, uint32_t vocab);
+/* Norms over the last dimension; b may be NONE. */
+vkf_node vkf_g_layernorm(vkf_graph *g, vkf_node x, vkf_node w, vkf_node b, float eps);
+vkf_node vkf_g_rmsnorm(vkf_graph *g, vkf_node x, vkf_node w, float eps);
+/* GELU, tanh approximation (GPT-2). */
+vkf_node vkf_g_gelu(vkf_graph *g, vkf_node x);
+/* silu(gate) * up on a fused [rows, 2F] gate_up: [rows, F]. */
+vkf_node vkf_g_swiglu(vkf_graph *g, vkf_node gate_up);
+/* Rotate-half RoPE of x [B, T, H, D] at positions 0..T-1. */
+vkf_node vkf_g_rope(vkf_graph *g, vkf_node x, double theta);
+/* Mean cross-entropy of logits [rows, V] against i32 targets [rows]: a
+ * 1-element loss. Targets must lie in [0, V) (the caller checks). */
+vkf_node vkf_g_cross_entropy(vkf_graph *g, vkf_node logits, vkf_node targets);
 vkf_node vkf_g_add(vkf_graph *g, vkf_node a, vkf_node b);
 vkf_node vkf_g_mul(vkf_graph *g, vkf_node a, vkf_node b);
 vkf_node vkf_g_scale(vkf_graph *g, vkf_node a, float s);

@@ -1,6 +1,8 @@
 /* Graph op builders and their backward rules. */
 #include "graph.h"
 
+#include "context.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -67,10 +69,8 @@ static mm_operand sub(vkf_node n, uint32_t col0, uint32_t rows, uint32_t cols, u
   return (mm_operand){n, 4ull * col0, 4ull * ((uint64_t)(rows - 1) * ld + cols)};
 }
 
-/* Column sums dst[m] += sum_r src[r, m] (bias gradients), as a matmul with a
- * ones vector until a dedicated reduction lands. */
-static void colsum_acc(vkf_graph *g, mm_operand dst, vkf_node src, uint32_t rows, uint32_t m,
-                       uint32_t ld);
+/* Column sums dst[m] += sum_r src[r, m] (bias gradients). */
+static void colsum_acc(vkf_graph *g, mm_operand dst, vkf_node src, uint32_t rows, uint32_t m);
 
 /* ---- linear ---- */
 enum { LIN_TRANS_W = 1, LIN_COLS = 2 };
@@ -100,7 +100,7 @@ static void linear_backward(vkf_graph *g, const vkf_tape *t) {
   }
   if (b && needs_grad(g, b)) {
     vkf_node db = vkf_g_grad(g, b);
-    colsum_acc(g, (mm_operand){db, 4ull * col0, 4ull * m}, dy, rows, m, m);
+    colsum_acc(g, (mm_operand){db, 4ull * col0, 4ull * m}, dy, rows, m);
   }
 }
 
@@ -156,16 +156,12 @@ vkf_node vkf_g_linear_cols(vkf_graph *g, vkf_node x, vkf_node w, vkf_node b, uin
   return linear(g, x, w, b, false, col0, m);
 }
 
-static void colsum_acc(vkf_graph *g, mm_operand dst, vkf_node src, uint32_t rows, uint32_t m,
-                       uint32_t ld) {
-  /* dst[1, m] += ones[1, rows] . src[rows, m] */
-  char name[64];
-  snprintf(name, sizeof(name), "ones%u", rows);
-  int64_t s = rows;
-  vkf_node ones = vkf_g_act(g, name, VKF_DTYPE_F32, 1, &s);
-  vkf_g_fill(g, ones, 1.0f);
-  matmul_step(g, dst, whole(ones), whole(src), (mm_operand){0}, 1, m, rows, rows, ld, m,
-              VKF_MM_BETA);
+static void colsum_acc(vkf_graph *g, mm_operand dst, vkf_node src, uint32_t rows, uint32_t m) {
+  vkf_gstep s = {.kind = VKF_OP_BIAS_BACKWARD, .n = 2, .writes = 1, .reads = 3};
+  s.t[0] = (vkf_goperand){dst.node, dst.offset, dst.extent};
+  s.t[1].node = src;
+  s.p.bias_backward = (vkf_bias_backward_params){.rows = rows, .N = m};
+  vkf_g_step(g, &s);
 }
 
 /* ---- elementwise ---- */
@@ -201,7 +197,7 @@ static void accumulate(vkf_graph *g, vkf_node dst, vkf_node src) {
   if (N(g, dst)->elements == N(g, src)->elements)
     binary_step(g, VKF_OP_ADD, dst, dst, src);
   else
-    colsum_acc(g, whole(dst), src, rows_of(g, src), cols_of(g, src), cols_of(g, src));
+    colsum_acc(g, whole(dst), src, rows_of(g, src), cols_of(g, src));
 }
 
 static vkf_node tmp_like(vkf_graph *g, vkf_node like, const char *what) {
@@ -275,4 +271,317 @@ vkf_node vkf_g_scale(vkf_graph *g, vkf_node a, float sc) {
   vkf_tape t = {.backward = scale_backward, .in = {a}, .out = {c}, .f = {sc}};
   vkf_g_tape(g, &t);
   return c;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Transformer ops                                                          */
+/* ------------------------------------------------------------------------ */
+static vkf_node act_like(vkf_graph *g, vkf_node like, const char *what, uint32_t ndim,
+                         const int64_t *shape) {
+  char name[96];
+  snprintf(name, sizeof(name), "%.80s.%s", N(g, like)->name, what);
+  return vkf_g_act(g, name, VKF_DTYPE_F32, ndim, shape);
+}
+
+/* ---- embedding ---- */
+uint32_t vkf_g_embedding_cap(uint32_t tokens, uint32_t vocab) {
+  return tokens < vocab ? tokens : vocab;
+}
+
+uint64_t vkf_g_embedding_index_len(uint32_t tokens, uint32_t vocab) {
+  uint64_t cap = vkf_g_embedding_cap(tokens, vocab);
+  return cap + 1 + tokens + cap;
+}
+
+static void embedding_backward(vkf_graph *g, const vkf_tape *t) {
+  vkf_node tokens = t->in[0], wte = t->in[1], wpe = t->in[2], index = t->in[3];
+  vkf_node dout = vkf_g_grad_if(g, t->out[0]);
+  vkf_embedding_backward_params p = {.N = t->p.embedding.N,
+                                     .T = t->p.embedding.T,
+                                     .C = t->p.embedding.C,
+                                     .U = vkf_g_embedding_cap(t->p.embedding.N, t->p.embedding.V)};
+  vkf_gstep s = {.kind = VKF_OP_EMBEDDING_BACKWARD, .n = 4, .reads = 4};
+  (void)tokens;
+  if (needs_grad(g, wte)) {
+    s.t[0].node = vkf_g_grad(g, wte);
+    s.t[3].node = index;
+    s.writes |= 1;
+    s.reads |= 1 | 8;
+  }
+  if (wpe && needs_grad(g, wpe)) {
+    s.t[1].node = vkf_g_grad(g, wpe);
+    s.writes |= 2;
+    s.reads |= 2;
+  }
+  if (!s.writes)
+    return;
+  s.t[2].node = dout;
+  s.p.embedding_backward = p;
+  vkf_g_step(g, &s);
+}
+
+vkf_node vkf_g_embedding(vkf_graph *g, vkf_node tokens, vkf_node wte, vkf_node wpe,
+                         vkf_node index) {
+  if (!ok(g, tokens) || !ok(g, wte) || !ok(g, index))
+    return VKF_NODE_NONE;
+  vkf_gnode *tk = N(g, tokens), *w = N(g, wte);
+  uint32_t T = (uint32_t)tk->shape[tk->ndim - 1], n = (uint32_t)tk->elements;
+  uint32_t V = (uint32_t)w->shape[0], C = (uint32_t)w->shape[1];
+  if (tk->dtype != VKF_DTYPE_I32 || w->ndim != 2 || N(g, index)->dtype != VKF_DTYPE_I32 ||
+      N(g, index)->elements < vkf_g_embedding_index_len(n, V) ||
+      (wpe && (N(g, wpe)->ndim != 2 || N(g, wpe)->shape[1] != C || N(g, wpe)->shape[0] < T)))
+    return vkf_graph_fail(g, VKF_ERROR_SHAPE_MISMATCH, "embedding: tokens %s, table %s", tk->name,
+                          w->name),
+           VKF_NODE_NONE;
+  int64_t shape[2] = {n, C};
+  vkf_node out = vkf_g_act(g, "embedding", VKF_DTYPE_F32, 2, shape);
+  if (!out)
+    return out;
+  vkf_gstep s = {.kind = VKF_OP_EMBEDDING, .n = 4, .writes = 1, .reads = wpe ? 0xe : 0x6};
+  s.t[0].node = out;
+  s.t[1].node = tokens;
+  s.t[2].node = wte;
+  s.t[3].node = wpe;
+  s.p.embedding = (vkf_embedding_params){.N = n, .T = T, .C = C, .V = V, .has_wpe = wpe != 0};
+  vkf_g_step(g, &s);
+  vkf_tape t = {.backward = embedding_backward, .in = {tokens, wte, wpe, index}, .out = {out}};
+  t.p.embedding = s.p.embedding;
+  vkf_g_tape(g, &t);
+  return out;
+}
+
+/* ---- norms ---- */
+enum { NORM_RMS = 1 };
+
+static void norm_backward(vkf_graph *g, const vkf_tape *t) {
+  bool rms = t->flags & NORM_RMS;
+  vkf_node x = t->in[0], w = t->in[1], b = t->in[2];
+  vkf_node mean = t->out[1], rstd = t->out[2];
+  vkf_node dout = vkf_g_grad_if(g, t->out[0]);
+  vkf_gstep s = {.kind = rms ? VKF_OP_RMSNORM_BACKWARD : VKF_OP_LAYERNORM_BACKWARD};
+  uint32_t flags = 0, i = 0;
+  vkf_node dx = needs_grad(g, x) ? vkf_g_grad(g, x) : VKF_NODE_NONE;
+  vkf_node dw = needs_grad(g, w) ? vkf_g_grad(g, w) : VKF_NODE_NONE;
+  vkf_node db = !rms && b && needs_grad(g, b) ? vkf_g_grad(g, b) : VKF_NODE_NONE;
+  flags |= (dx ? VKF_NORM_DX : 0) | (dw ? VKF_NORM_DW : 0) | (db ? VKF_NORM_DB : 0);
+  if (!flags)
+    return;
+  s.t[i++].node = dx;
+  s.t[i++].node = dw;
+  if (!rms)
+    s.t[i++].node = db;
+  s.writes = ((dx ? 1u : 0) | (dw ? 2u : 0) | (db ? 4u : 0));
+  s.t[i++].node = dout;
+  s.t[i++].node = x;
+  s.t[i++].node = w;
+  if (!rms)
+    s.t[i++].node = mean;
+  s.t[i++].node = rstd;
+  s.n = i;
+  s.reads = ((1u << i) - 1) & ~((1u << (rms ? 2 : 3)) - 1);
+  s.reads |= s.writes;
+  s.p.norm_backward = (vkf_norm_backward_params){t->p.norm.rows, t->p.norm.cols, flags};
+  vkf_g_step(g, &s);
+}
+
+static vkf_node norm(vkf_graph *g, bool rms, vkf_node x, vkf_node w, vkf_node b, float eps) {
+  if (!ok(g, x) || !ok(g, w))
+    return VKF_NODE_NONE;
+  uint32_t C = cols_of(g, x), rows = rows_of(g, x);
+  if (N(g, w)->elements != C || (b && N(g, b)->elements != C))
+    return vkf_graph_fail(g, VKF_ERROR_SHAPE_MISMATCH, "norm: %s against weight %s", N(g, x)->name,
+                          N(g, w)->name),
+           VKF_NODE_NONE;
+  int64_t r = rows;
+  vkf_node out = act_like(g, x, rms ? "rmsnorm" : "layernorm", N(g, x)->ndim, N(g, x)->shape);
+  vkf_node mean = rms ? VKF_NODE_NONE : act_like(g, x, "mean", 1, &r);
+  vkf_node rstd = act_like(g, x, "rstd", 1, &r);
+  if (!out || !rstd)
+    return VKF_NODE_NONE;
+  vkf_gstep s = {.kind = rms ? VKF_OP_RMSNORM : VKF_OP_LAYERNORM};
+  s.p.norm = (vkf_norm_params){rows, C, eps,
+                               (b ? VKF_NORM_BIAS : 0) | (rms ? 0 : VKF_NORM_MEAN) | VKF_NORM_RSTD};
+  if (rms) {
+    s.n = 4;
+    s.writes = 0x3;
+    s.reads = 0xc;
+    s.t[0].node = out;
+    s.t[1].node = rstd;
+    s.t[2].node = x;
+    s.t[3].node = w;
+  } else {
+    s.n = 6;
+    s.writes = 0x7;
+    s.reads = b ? 0x38 : 0x18;
+    s.t[0].node = out;
+    s.t[1].node = mean;
+    s.t[2].node = rstd;
+    s.t[3].node = x;
+    s.t[4].node = w;
+    s.t[5].node = b;
+  }
+  vkf_g_step(g, &s);
+  vkf_tape t = {.backward = norm_backward,
+                .in = {x, w, b},
+                .out = {out, mean, rstd},
+                .flags = rms ? NORM_RMS : 0};
+  t.p.norm = s.p.norm;
+  vkf_g_tape(g, &t);
+  return out;
+}
+
+vkf_node vkf_g_layernorm(vkf_graph *g, vkf_node x, vkf_node w, vkf_node b, float eps) {
+  return norm(g, false, x, w, b, eps);
+}
+
+vkf_node vkf_g_rmsnorm(vkf_graph *g, vkf_node x, vkf_node w, float eps) {
+  return norm(g, true, x, w, VKF_NODE_NONE, eps);
+}
+
+/* ---- activations ---- */
+static void gelu_backward(vkf_graph *g, const vkf_tape *t) {
+  if (!needs_grad(g, t->in[0]))
+    return;
+  vkf_gstep s = {.kind = VKF_OP_GELU_BACKWARD, .n = 3, .writes = 1, .reads = 7};
+  s.t[0].node = vkf_g_grad(g, t->in[0]);
+  s.t[1].node = vkf_g_grad_if(g, t->out[0]);
+  s.t[2].node = t->in[0];
+  s.p.act = t->p.act;
+  vkf_g_step(g, &s);
+}
+
+vkf_node vkf_g_gelu(vkf_graph *g, vkf_node x) {
+  if (!ok(g, x))
+    return VKF_NODE_NONE;
+  vkf_node out = act_like(g, x, "gelu", N(g, x)->ndim, N(g, x)->shape);
+  if (!out)
+    return out;
+  vkf_gstep s = {.kind = VKF_OP_GELU, .n = 2, .writes = 1, .reads = 2};
+  s.t[0].node = out;
+  s.t[1].node = x;
+  s.p.act = (vkf_act_params){(uint32_t)N(g, x)->elements, VKF_GELU_MODE_TANH};
+  vkf_g_step(g, &s);
+  vkf_tape t = {.backward = gelu_backward, .in = {x}, .out = {out}};
+  t.p.act = s.p.act;
+  vkf_g_tape(g, &t);
+  return out;
+}
+
+static void swiglu_backward(vkf_graph *g, const vkf_tape *t) {
+  if (!needs_grad(g, t->in[0]))
+    return;
+  vkf_gstep s = {.kind = VKF_OP_SWIGLU_BACKWARD, .n = 3, .writes = 1, .reads = 7};
+  s.t[0].node = vkf_g_grad(g, t->in[0]);
+  s.t[1].node = vkf_g_grad_if(g, t->out[0]);
+  s.t[2].node = t->in[0];
+  s.p.swiglu = t->p.swiglu;
+  vkf_g_step(g, &s);
+}
+
+vkf_node vkf_g_swiglu(vkf_graph *g, vkf_node gate_up) {
+  if (!ok(g, gate_up))
+    return VKF_NODE_NONE;
+  uint32_t two_f = cols_of(g, gate_up), rows = rows_of(g, gate_up);
+  if (two_f % 2)
+    return vkf_graph_fail(g, VKF_ERROR_SHAPE_MISMATCH, "swiglu: %s has an odd last dimension",
+                          N(g, gate_up)->name),
+           VKF_NODE_NONE;
+  int64_t shape[2] = {rows, two_f / 2};
+  vkf_node out = act_like(g, gate_up, "swiglu", 2, shape);
+  if (!out)
+    return out;
+  vkf_gstep s = {.kind = VKF_OP_SWIGLU, .n = 2, .writes = 1, .reads = 2};
+  s.t[0].node = out;
+  s.t[1].node = gate_up;
+  s.p.swiglu = (vkf_swiglu_params){rows, two_f / 2};
+  vkf_g_step(g, &s);
+  vkf_tape t = {.backward = swiglu_backward, .in = {gate_up}, .out = {out}};
+  t.p.swiglu = s.p.swiglu;
+  vkf_g_tape(g, &t);
+  return out;
+}
+
+/* ---- rope ---- */
+static void rope_backward(vkf_graph *g, const vkf_tape *t) {
+  if (!needs_grad(g, t->in[0]))
+    return;
+  vkf_gstep s = {.kind = VKF_OP_ROPE_BACKWARD, .n = 5, .writes = 1, .reads = 3};
+  s.t[0].node = vkf_g_grad(g, t->in[0]);
+  s.t[1].node = vkf_g_grad_if(g, t->out[0]);
+  s.p.rope = t->p.rope;
+  s.p.rope.flags &= ~(uint32_t)VKF_ROPEF_INPLACE;
+  vkf_g_step(g, &s);
+}
+
+vkf_node vkf_g_rope(vkf_graph *g, vkf_node x, double theta) {
+  if (!ok(g, x))
+    return VKF_NODE_NONE;
+  vkf_gnode *n = N(g, x);
+  if (n->ndim != 4 || n->shape[3] % 2)
+    return vkf_graph_fail(g, VKF_ERROR_SHAPE_MISMATCH, "rope: %s must be [B, T, H, even D]",
+                          n->name),
+           VKF_NODE_NONE;
+  uint32_t B = (uint32_t)n->shape[0], T = (uint32_t)n->shape[1], H = (uint32_t)n->shape[2],
+           D = (uint32_t)n->shape[3];
+  vkf_node out = act_like(g, x, "rope", 4, n->shape);
+  if (!out)
+    return out;
+  vkf_gstep s = {.kind = VKF_OP_ROPE, .n = 5, .writes = 1, .reads = 2};
+  s.t[0].node = out;
+  s.t[1].node = x;
+  vkf_rope_params *p = &s.p.rope;
+  *p = (vkf_rope_params){
+      .B = B, .T = T, .H = H, .D = D, .pairs = D / 2, .sB = T * H * D, .sT = H * D, .sH = D};
+  vkf_rope_freq_fraction(theta, D, &p->freq_hi, &p->freq_lo);
+  vkf_g_step(g, &s);
+  vkf_tape t = {.backward = rope_backward, .in = {x}, .out = {out}};
+  t.p.rope = s.p.rope;
+  vkf_g_tape(g, &t);
+  return out;
+}
+
+/* ---- cross-entropy ---- */
+static void xent_backward(vkf_graph *g, const vkf_tape *t) {
+  vkf_node logits = t->in[0], targets = t->in[1];
+  if (!needs_grad(g, logits))
+    return;
+  vkf_gstep s = {.kind = VKF_OP_CROSS_ENTROPY_BACKWARD, .n = 5, .writes = 1, .reads = 0xf};
+  s.t[0].node = vkf_g_grad(g, logits);
+  s.t[1].node = vkf_g_grad_if(g, t->out[0]);
+  s.t[2].node = logits;
+  s.t[3].node = targets;
+  s.p.cross_entropy = t->p.cross_entropy;
+  s.p.cross_entropy.flags = 0;
+  vkf_g_step(g, &s);
+}
+
+vkf_node vkf_g_cross_entropy(vkf_graph *g, vkf_node logits, vkf_node targets) {
+  if (!ok(g, logits) || !ok(g, targets))
+    return VKF_NODE_NONE;
+  uint32_t V = cols_of(g, logits), rows = rows_of(g, logits);
+  if (N(g, targets)->dtype != VKF_DTYPE_I32 || N(g, targets)->elements != rows)
+    return vkf_graph_fail(g, VKF_ERROR_SHAPE_MISMATCH, "cross_entropy: %s against targets %s",
+                          N(g, logits)->name, N(g, targets)->name),
+           VKF_NODE_NONE;
+  int64_t r = rows, one = 1;
+  vkf_node losses = act_like(g, logits, "losses", 1, &r);
+  vkf_node loss = vkf_g_act(g, "loss", VKF_DTYPE_F32, 1, &one);
+  if (!losses || !loss)
+    return VKF_NODE_NONE;
+  vkf_gstep s = {.kind = VKF_OP_CROSS_ENTROPY, .n = 6, .writes = 3, .reads = 0x18};
+  s.t[0].node = losses;
+  s.t[1].node = loss;
+  s.t[3].node = logits;
+  s.t[4].node = targets;
+  s.p.cross_entropy = (vkf_cross_entropy_params){.rows = rows,
+                                                 .V = V,
+                                                 .inner = 1,
+                                                 .ignore_index = VKF_NO_IGNORE_INDEX,
+                                                 .reduction = VKF_XENT_MEAN,
+                                                 .flags = VKF_XENTF_LOSS};
+  vkf_g_step(g, &s);
+  vkf_tape t = {.backward = xent_backward, .in = {logits, targets}, .out = {loss, losses}};
+  t.p.cross_entropy = s.p.cross_entropy;
+  vkf_g_tape(g, &t);
+  return loss;
 }

@@ -9,7 +9,7 @@
 /* theta^(-2 / rotary_dim) as a 64-bit binary fraction, rounded to nearest,
  * computed in long double (64-bit mantissa on x86-64; at least double
  * elsewhere). The device raises it to the power i in 64-bit fixed point. */
-static void freq_fraction(double theta, uint32_t rotary_dim, uint32_t *hi, uint32_t *lo) {
+void vkf_rope_freq_fraction(double theta, uint32_t rotary_dim, uint32_t *hi, uint32_t *lo) {
   long double f = powl((long double)theta, -2.0L / (long double)rotary_dim);
   long double scaled = ldexpl(f, 64) + 0.5L;
   uint64_t v = scaled >= ldexpl(1.0L, 64) ? UINT64_MAX : (uint64_t)scaled;
@@ -123,7 +123,7 @@ static vkf_status rope_op(vkf_context *ctx, const char *fn, bool backward, vkf_t
     if (!sid && (int64_t)desc.pos_offset + T - 1 > INT32_MAX)
       return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT, "%s: positions %d + %u pass 2^31-1",
                       fn, desc.pos_offset, T - 1);
-    freq_fraction(theta, rd, &p->freq_hi, &p->freq_lo);
+    vkf_rope_freq_fraction(theta, rd, &p->freq_hi, &p->freq_lo);
   }
 
   if (backward) {
