@@ -71,6 +71,10 @@ bool vkf_contains_nocase(const char *haystack, const char *needle);
   /* ---- embed ---- */                                                                            \
   /* ---- rope ---- */                                                                             \
   /* ---- attn ---- */                                                                             \
+  X(ATTENTION_FORWARD, "attention_forward")                                                        \
+  X(ATTENTION_BACKWARD_DS, "attention_backward_ds")                                                \
+  X(ATTENTION_BACKWARD_DQ, "attention_backward_dq")                                                \
+  X(ATTENTION_BACKWARD_DKV, "attention_backward_dkv")                                              \
   /* ---- xent ---- */                                                                             \
   /* ---- optim ---- */                                                                            \
   /* end */
@@ -107,6 +111,7 @@ typedef union vkf_op_params {
   /* ---- embed ---- */
   /* ---- rope ---- */
   /* ---- attn ---- */
+  vkf_attention_params attention;
   /* ---- xent ---- */
   /* ---- optim ---- */
 } vkf_op_params;

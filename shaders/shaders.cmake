@@ -13,5 +13,10 @@ vkf_shader(softmax softmax.comp)
 # ---- embed: embedding, bias gradient ----
 # ---- rope: rotary position embedding ----
 # ---- attn: attention ----
+vkf_shader(attention_qk attention_qk.comp)
+vkf_shader(attention_softmax attention_rows.comp OP_SOFTMAX)
+vkf_shader(attention_ds attention_rows.comp OP_DS)
+vkf_shader(attention_pv attention_pv.comp)
+vkf_shader(attention_dkv attention_dkv.comp)
 # ---- xent: loss: softmax cross-entropy ----
 # ---- optim: optimiser: adamw, gradient norm and clipping ----

@@ -36,6 +36,10 @@ vkf_status vkf_cpu_softmax(vkf_cpu *cpu, const vkf_op *op);
 /* ---- embed ---- */
 /* ---- rope ---- */
 /* ---- attn ---- */
+vkf_status vkf_cpu_attention_forward(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_attention_backward_ds(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_attention_backward_dq(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_attention_backward_dkv(vkf_cpu *cpu, const vkf_op *op);
 /* ---- xent ---- */
 /* ---- optim ---- */
 

@@ -18,6 +18,10 @@ static const vkf_cpu_op_fn op_table[VKF_OP_COUNT] = {
     /* ---- embed ---- */
     /* ---- rope ---- */
     /* ---- attn ---- */
+    [VKF_OP_ATTENTION_FORWARD] = vkf_cpu_attention_forward,
+    [VKF_OP_ATTENTION_BACKWARD_DS] = vkf_cpu_attention_backward_ds,
+    [VKF_OP_ATTENTION_BACKWARD_DQ] = vkf_cpu_attention_backward_dq,
+    [VKF_OP_ATTENTION_BACKWARD_DKV] = vkf_cpu_attention_backward_dkv,
     /* ---- xent ---- */
     /* ---- optim ---- */
 };

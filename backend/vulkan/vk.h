@@ -263,6 +263,7 @@ vkf_status vkf_vk_run_rows(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, u
 /* ---- embed ---- */
 /* ---- rope ---- */
 /* ---- attn ---- */
+vkf_status vkf_vk_attention(vkf_vk *vk, const vkf_op *op);
 /* ---- xent ---- */
 /* ---- optim ---- */
 

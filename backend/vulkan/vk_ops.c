@@ -173,6 +173,11 @@ vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op) {
   /* ---- embed ---- */
   /* ---- rope ---- */
   /* ---- attn ---- */
+  case VKF_OP_ATTENTION_FORWARD:
+  case VKF_OP_ATTENTION_BACKWARD_DS:
+  case VKF_OP_ATTENTION_BACKWARD_DQ:
+  case VKF_OP_ATTENTION_BACKWARD_DKV:
+    return vkf_vk_attention(vk, op);
   /* ---- xent ---- */
   /* ---- optim ---- */
   default:
