@@ -175,6 +175,8 @@ static vkf_status check_inputs(vkf_context *ctx, const char *fn, vkf_tensor q, v
       return shape_fail(ctx, fn, "kv_lens", s, want);
     }
     p->flags |= VKF_ATTN_KV_LENS;
+    if (d->align == VKF_ATTENTION_ALIGN_BOTTOM_RIGHT)
+      p->flags |= VKF_ATTN_Q_AT_KV_END;
     a->kvl = s;
   }
   return VKF_OK;

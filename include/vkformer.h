@@ -367,7 +367,10 @@ VKF_API vkf_status vkf_softmax(vkf_context *ctx, vkf_tensor out, vkf_tensor a);
  * VKF_ATTENTION_KV_BHTD, k/v/dk/dv are [B, Hkv, Tk, .] (the ONNX 4-D layout).
  * Hq must be a multiple of Hkv: query head h reads kv head h / (Hq / Hkv)
  * (MQA: Hkv = 1; MHA: Hkv = Hq). Tq and Tk may differ (cross-attention,
- * decoding with a KV cache); Tq, Tk <= 2^28.
+ * decoding with a KV cache); Tq, Tk <= 2^28 and B * Hq * Tq * Tk <= 2^32 - 1.
+ * q, k, v from one fused projection [B, T, (Hq + 2 Hkv) * D] are not
+ * supported (tensors are contiguous); project with views of the weight's
+ * q, k, v row ranges instead (three matmuls).
  *
  * Forward, for query row i of head h in batch b:
  *   x[j]      = scale * dot(q[b, i, h, :], k[b, j, h / (Hq/Hkv), :])
@@ -378,11 +381,13 @@ VKF_API vkf_status vkf_softmax(vkf_context *ctx, vkf_tensor out, vkf_tensor a);
  *   out[i, :] = sum_j P[i, j] * v[b, j, h / (Hq/Hkv), :]
  * Softcap applies to the scaled scores before the mask (as ONNX Attention).
  *
- * Visibility. Query i sits at position pos = q0 + i, where q0 is Tk - Tq
+ * Visibility. Query i sits at position pos = q0 + i, where q0 is L - Tq
  * (VKF_ATTENTION_ALIGN_BOTTOM_RIGHT, the default: the last query is the last
- * key, as in decoding with a KV cache), 0 (ALIGN_TOP_LEFT: PyTorch's and ONNX's
- * is_causal without a past), or desc.q_offset (ALIGN_OFFSET: ONNX with a past
- * of P tokens is q_offset = P). Key j is visible when all of these hold:
+ * key, as in decoding with a KV cache; L is Tk, or with kv_lens the batch's
+ * clamp(kv_lens[b], 0, Tk), for right-padded caches), 0 (ALIGN_TOP_LEFT:
+ * PyTorch's and ONNX's is_causal without a past), or desc.q_offset
+ * (ALIGN_OFFSET: ONNX with a past of P tokens is q_offset = P). Positions
+ * only matter with CAUSAL or a window. Key j is visible when all of these hold:
  *   VKF_ATTENTION_CAUSAL:  j <= pos
  *   window > 0:            0 <= pos - j < window  (implies the causal rule)
  *   kv_lens given:         j < kv_lens[b]         (values clamped to [0, Tk])
@@ -398,7 +403,17 @@ VKF_API vkf_status vkf_softmax(vkf_context *ctx, vkf_tensor out, vkf_tensor a);
  * It reads q, k, v, dout and saved; pass the desc given to the forward (the
  * backward uses its visibility rules to skip work, and reads mask only for
  * its shape). Results are deterministic (no atomics), and on the CPU backend
- * independent of the thread count. */
+ * independent of the thread count.
+ *
+ * ONNX Attention (opsets 23, 24) maps onto this: 4-D inputs with the BHTD
+ * flags, 3-D ones as [B, S, H, D] views; is_causal as CAUSAL + ALIGN_OFFSET
+ * with q_offset = past length (top-left without a past); scale, softcap as
+ * is; attn_mask as mask (a bool mask as 0 / -inf); nonpad_kv_seqlen as
+ * kv_lens (i32); past/present: k, v = present = concat(past, new) along the
+ * sequence (the caller builds it); qk_matmul_output mode 3 = saved, mode 2 =
+ * logits, modes 0/1 = logits of a second call without mask and causal (and,
+ * for 0, without softcap). Differences: a row with every key masked gives 0
+ * (ONNX: NaN); f32 only (fp16 inputs must be converted). */
 typedef enum vkf_attention_variant {
   /* Scores materialised: memory O(B * Hq * Tq * Tk) for saved (and the
    * backward's workspace). */
@@ -444,8 +459,10 @@ typedef struct vkf_attention_sizes {
 } vkf_attention_sizes;
 
 /* What to allocate for a forward/backward of q, k, v with `desc`: the saved
- * tensor's shape and the backward's workspace size. Checks q, k, v and desc as
- * the forward does (same statuses). */
+ * tensor's shape and the backward's workspace size (standard variant:
+ * B * Hq * Tq * Tk elements, twice that with softcap; when that exceeds
+ * 2^32 - 1 no tensor can hold it and the backward cannot run). Checks q, k, v
+ * and desc as the forward does (same statuses). */
 VKF_API vkf_status vkf_attention_sizes_get(vkf_context *ctx, vkf_tensor q, vkf_tensor k,
                                            vkf_tensor v, const vkf_attention_desc *desc,
                                            vkf_attention_sizes *out);

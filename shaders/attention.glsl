@@ -14,34 +14,37 @@ uint attn_row_stride(bool bhtd, uint H, uint E) {
   return bhtd ? E : H * E;
 }
 
-// Keys [0, limit) of a batch that any row may see.
-int attn_key_limit(vkf_attention_params p, int kv_len) {
-  int lim = int(p.Tk);
+// Per batch b: x = the keys [0, x) any row may see, y = the position of
+// query 0 (at the end of the batch's kv_lens with VKF_ATTN_Q_AT_KV_END).
+ivec2 attn_batch(vkf_attention_params p, int kv_len) {
+  int n = int(p.Tk);
   if ((p.flags & VKF_ATTN_KV_LENS) != 0)
-    lim = min(lim, max(kv_len, 0));
+    n = clamp(kv_len, 0, n);
+  int q0 = (p.flags & VKF_ATTN_Q_AT_KV_END) != 0 ? n - int(p.Tq) : p.q_pos0;
   if ((p.flags & VKF_ATTN_MASK) != 0)
-    lim = min(lim, int(p.mask_cols));
-  return lim;
+    n = min(n, int(p.mask_cols));
+  return ivec2(n, q0);
 }
 
-// Keys [x, y) that rows i0..i1 (inclusive) may see: exact for one row, the
-// union for several (the visible range only moves right as i grows).
-ivec2 attn_keys_of_rows(vkf_attention_params p, int i0, int i1, int limit) {
-  int lo = 0, hi = limit;
+// Keys [x, y) that rows i0..i1 (inclusive) of a batch (attn_batch) may see:
+// exact for one row, the union for several (the visible range only moves
+// right as i grows).
+ivec2 attn_keys_of_rows(vkf_attention_params p, ivec2 bt, int i0, int i1) {
+  int lo = 0, hi = bt.x;
   if ((p.flags & VKF_ATTN_CAUSAL) != 0 || p.window != 0)
-    hi = min(hi, p.q_pos0 + i1 + 1);
+    hi = min(hi, bt.y + i1 + 1);
   if (p.window != 0)
-    lo = max(0, p.q_pos0 + i0 - int(p.window) + 1);
+    lo = max(0, bt.y + i0 - int(p.window) + 1);
   return hi <= lo ? ivec2(0) : ivec2(lo, hi);
 }
 
-// Rows [x, y) that may see any of the keys j0..j1 (inclusive).
-ivec2 attn_rows_of_keys(vkf_attention_params p, int j0, int j1, int limit) {
-  int lo = 0, hi = j0 >= limit ? 0 : int(p.Tq);
+// Rows [x, y) of a batch that may see any of the keys j0..j1 (inclusive).
+ivec2 attn_rows_of_keys(vkf_attention_params p, ivec2 bt, int j0, int j1) {
+  int lo = 0, hi = j0 >= bt.x ? 0 : int(p.Tq);
   if ((p.flags & VKF_ATTN_CAUSAL) != 0 || p.window != 0)
-    lo = max(0, j0 - p.q_pos0);
+    lo = max(0, j0 - bt.y);
   if (p.window != 0)
-    hi = min(hi, j1 + int(p.window) - p.q_pos0);
+    hi = min(hi, j1 + int(p.window) - bt.y);
   return hi <= lo ? ivec2(0) : ivec2(lo, hi);
 }
 

@@ -41,7 +41,7 @@ void main() {
   const uint rows = min(BM, Tk - row0), cols = min(BN, E - col0);
   const int kv_len = (pc.p.flags & VKF_ATTN_KV_LENS) != 0 ? pc.kvl.v[b] : int(Tk);
   const ivec2 qrows =
-      attn_rows_of_keys(pc.p, int(row0), int(row0 + rows - 1), attn_key_limit(pc.p, kv_len));
+      attn_rows_of_keys(pc.p, attn_batch(pc.p, kv_len), int(row0), int(row0 + rows - 1));
   if (qrows.x >= qrows.y)
     return; // no query sees these keys: nothing to add (uniform)
 

@@ -41,7 +41,7 @@ void main() {
   const uint rows = min(BM, Tq - row0), cols = min(BN, E - col0);
   const int kv_len = (pc.p.flags & VKF_ATTN_KV_LENS) != 0 ? pc.kvl.v[b] : int(Tk);
   const ivec2 keys =
-      attn_keys_of_rows(pc.p, int(row0), int(row0 + rows - 1), attn_key_limit(pc.p, kv_len));
+      attn_keys_of_rows(pc.p, attn_batch(pc.p, kv_len), int(row0), int(row0 + rows - 1));
   if (MODE == 1 && keys.x >= keys.y)
     return; // nothing to add; uniform over the workgroup
 

@@ -46,8 +46,8 @@ void main() {
   const uint rows = min(BM, Tq - row0), cols = min(BN, Tk - col0);
   const uint dbase = bh * Tq * Tk;
   const int kv_len = (pc.p.flags & VKF_ATTN_KV_LENS) != 0 ? pc.kvl.v[b] : int(Tk);
-  const int limit = attn_key_limit(pc.p, kv_len);
-  const ivec2 keys = attn_keys_of_rows(pc.p, int(row0), int(row0 + rows - 1), limit);
+  const ivec2 bt = attn_batch(pc.p, kv_len);
+  const ivec2 keys = attn_keys_of_rows(pc.p, bt, int(row0), int(row0 + rows - 1));
 
   if (int(col0) >= keys.y || int(col0 + cols) <= keys.x) { // uniform over the workgroup
     if (MODE == 0 && (pc.p.flags & VKF_ATTN_LOGITS) != 0)
@@ -106,7 +106,7 @@ void main() {
     if (m >= rows)
       continue;
     uint gi = row0 + m;
-    ivec2 r = MODE == 0 ? attn_keys_of_rows(pc.p, int(gi), int(gi), limit) : ivec2(0);
+    ivec2 r = MODE == 0 ? attn_keys_of_rows(pc.p, bt, int(gi), int(gi)) : ivec2(0);
     uint mrow = (pc.p.flags & VKF_ATTN_MASK) != 0
                     ? b * pc.p.mask_sb + h * pc.p.mask_sh + gi * pc.p.mask_si
                     : 0;

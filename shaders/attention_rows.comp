@@ -41,7 +41,7 @@ void main() {
   const uint i = row % Tq, b = row / Tq / pc.p.Hq, t = gl_LocalInvocationID.x;
   const uint base = row * Tk;
   const int kv_len = (pc.p.flags & VKF_ATTN_KV_LENS) != 0 ? pc.kvl.v[b] : int(Tk);
-  const ivec2 r = attn_keys_of_rows(pc.p, int(i), int(i), attn_key_limit(pc.p, kv_len));
+  const ivec2 r = attn_keys_of_rows(pc.p, attn_batch(pc.p, kv_len), int(i), int(i));
   const uint lo = uint(r.x), hi = uint(r.y);
 #if defined(OP_SOFTMAX)
   // one pass for the statistics: each invocation keeps a running maximum and

@@ -85,11 +85,13 @@ struct vkf_softmax_params {
 #define VKF_ATTN_Q_BHTD 16u  /* q, out, dout, dq stored [B, Hq, Tq, .] (else [B, Tq, Hq, .]) */
 #define VKF_ATTN_KV_BHTD 32u /* k, v, dk, dv stored [B, Hkv, Tk, .] (else [B, Tk, Hkv, .]) */
 #define VKF_ATTN_LOGITS 64u  /* the forward also writes the logits (before softmax) */
+#define VKF_ATTN_Q_AT_KV_END 128u /* with KV_LENS: query 0 at kv_lens[b] - Tq, not q_pos0 */
 
 /* Shapes: q [B, Tq, Hq, D], k [B, Tk, Hkv, D], v [B, Tk, Hkv, Dv], out
  * [B, Tq, Hq, Dv] (or the BHTD orders with the flags); P, logits and the
  * backward's dS [B, Hq, Tq, Tk]. Query head h reads kv head h / (Hq / Hkv).
- * Query i sits at position q_pos0 + i; key j is visible when
+ * Query i sits at position q0 + i, q0 = q_pos0 (or, with Q_AT_KV_END,
+ * clamp(kv_lens[b], 0, Tk) - Tq); key j is visible when
  *   (!CAUSAL || j <= pos) && (window == 0 || 0 <= pos - j < window)
  *   && j < kv_lens[b] (KV_LENS) && j < mask_cols (MASK).
  * Logit = softcap(scale * q.k) + mask[b * mask_sb + h * mask_sh + i * mask_si + j],

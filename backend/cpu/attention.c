@@ -147,30 +147,33 @@ static attn_job job_of(const vkf_op *op, uint32_t kvl_operand) {
   return j;
 }
 
-/* Keys of batch b that any row may see: [0, limit). */
-static int64_t key_limit(const attn_job *j, uint32_t b) {
+/* Per batch: the keys [0, limit) any row may see and the position of query 0. */
+typedef struct batch_info {
+  int64_t limit, q0;
+} batch_info;
+
+static batch_info batch_of(const attn_job *j, uint32_t b) {
   const vkf_attention_params *p = j->p;
-  int64_t lim = p->Tk;
-  if (j->kv_lens) {
-    int64_t n = j->kv_lens[b] < 0 ? 0 : j->kv_lens[b];
-    lim = n < lim ? n : lim;
-  }
-  if ((p->flags & VKF_ATTN_MASK) && (int64_t)p->mask_cols < lim)
-    lim = p->mask_cols;
-  return lim;
+  int64_t n = p->Tk;
+  if (j->kv_lens)
+    n = j->kv_lens[b] < 0 ? 0 : j->kv_lens[b] < n ? j->kv_lens[b] : n;
+  batch_info bi = {n, (p->flags & VKF_ATTN_Q_AT_KV_END) ? n - (int64_t)p->Tq : p->q_pos0};
+  if ((p->flags & VKF_ATTN_MASK) && (int64_t)p->mask_cols < bi.limit)
+    bi.limit = p->mask_cols;
+  return bi;
 }
 
 /* Keys [*lo, *hi) that rows i0..i1 (inclusive) may see: exact for one row,
  * the union for several (visible ranges only move right as i grows). */
-static void keys_of_rows(const vkf_attention_params *p, int64_t i0, int64_t i1, int64_t limit,
+static void keys_of_rows(const vkf_attention_params *p, batch_info bi, int64_t i0, int64_t i1,
                          int64_t *lo, int64_t *hi) {
-  int64_t l = 0, h = limit;
+  int64_t l = 0, h = bi.limit;
   if ((p->flags & VKF_ATTN_CAUSAL) || p->window) {
-    int64_t last = (int64_t)p->q_pos0 + i1 + 1;
+    int64_t last = bi.q0 + i1 + 1;
     h = last < h ? last : h;
   }
   if (p->window) {
-    int64_t first = (int64_t)p->q_pos0 + i0 - (int64_t)p->window + 1;
+    int64_t first = bi.q0 + i0 - (int64_t)p->window + 1;
     l = first > 0 ? first : 0;
   }
   if (h <= l)
@@ -180,17 +183,15 @@ static void keys_of_rows(const vkf_attention_params *p, int64_t i0, int64_t i1, 
 }
 
 /* Rows [*lo, *hi) that may see any of the keys j0..j1 (inclusive). */
-static void rows_of_keys(const vkf_attention_params *p, int64_t j0, int64_t j1, int64_t limit,
+static void rows_of_keys(const vkf_attention_params *p, batch_info bi, int64_t j0, int64_t j1,
                          int64_t *lo, int64_t *hi) {
-  int64_t l = 0, h = p->Tq;
-  if (j0 >= limit)
-    h = 0;
+  int64_t l = 0, h = j0 >= bi.limit ? 0 : p->Tq;
   if ((p->flags & VKF_ATTN_CAUSAL) || p->window) {
-    int64_t first = j0 - p->q_pos0; /* pos >= j0 */
+    int64_t first = j0 - bi.q0; /* pos >= j0 */
     l = first > 0 ? first : 0;
   }
   if (p->window) {
-    int64_t end = j1 + (int64_t)p->window - p->q_pos0; /* pos - window + 1 <= j1 */
+    int64_t end = j1 + (int64_t)p->window - bi.q0; /* pos - window + 1 <= j1 */
     h = end < h ? end : h;
   }
   if (h <= l)
@@ -221,7 +222,7 @@ static void run_products(vkf_cpu *cpu, uint32_t items, uint32_t grain, vkf_pool_
 /* A block of rows: item -> (bh, i0, i1) and the batch's key limit. */
 typedef struct row_block {
   uint32_t bh, b, h, hk, i0, i1;
-  int64_t limit, c0, c1; /* keys [c0, c1) some row of the block sees */
+  int64_t c0, c1; /* keys [c0, c1) some row of the block sees */
 } row_block;
 
 static row_block row_block_of(const attn_job *J, uint32_t item) {
@@ -234,8 +235,7 @@ static row_block row_block_of(const attn_job *J, uint32_t item) {
   r.b = r.bh / p->Hq;
   r.h = r.bh % p->Hq;
   r.hk = r.h / J->G;
-  r.limit = key_limit(J, r.b);
-  keys_of_rows(p, r.i0, r.i1 - 1, r.limit, &r.c0, &r.c1);
+  keys_of_rows(p, batch_of(J, r.b), r.i0, r.i1 - 1, &r.c0, &r.c1);
   return r;
 }
 
@@ -278,7 +278,7 @@ static void softmax_task(void *arg, uint32_t begin, uint32_t end, uint32_t worke
     const uint32_t i = rowi % Tq, bh = rowi / Tq, b = bh / Hq, h = bh % Hq;
     float *row = P + (size_t)rowi * Tk;
     int64_t lo, hi;
-    keys_of_rows(p, i, i, key_limit(J, b), &lo, &hi);
+    keys_of_rows(p, batch_of(J, b), i, i, &lo, &hi);
     const float *mrow = mask ? mask + b * p->mask_sb + h * p->mask_sh + i * p->mask_si : NULL;
     float mx = -INFINITY;
     for (int64_t j = lo; j < hi; j++) {
@@ -383,7 +383,7 @@ static void ds_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
     float *d = dS + (size_t)rowi * Tk;
     const float *pr = P + (size_t)rowi * Tk, *xr = X ? X + (size_t)rowi * Tk : NULL;
     int64_t lo, hi;
-    keys_of_rows(p, i, i, key_limit(J, b), &lo, &hi);
+    keys_of_rows(p, batch_of(J, b), i, i, &lo, &hi);
     double delta = 0;
     for (int64_t j = lo; j < hi; j++)
       delta += (double)pr[j] * d[j];
@@ -447,12 +447,12 @@ static void dkv_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   for (uint32_t item = begin; item < end; item++) {
     const uint32_t bk = item / ncb, j0 = (item % ncb) * CB;
     const uint32_t b = bk / Hkv, hk = bk % Hkv;
-    const int64_t limit = key_limit(J, b);
-    if (j0 >= limit)
+    const batch_info bi = batch_of(J, b);
+    if (j0 >= bi.limit)
       continue;
-    const uint32_t j1 = (int64_t)(j0 + CB) < limit ? j0 + CB : (uint32_t)limit;
+    const uint32_t j1 = (int64_t)(j0 + CB) < bi.limit ? j0 + CB : (uint32_t)bi.limit;
     int64_t r0, r1;
-    rows_of_keys(p, j0, j1 - 1, limit, &r0, &r1);
+    rows_of_keys(p, bi, j0, j1 - 1, &r0, &r1);
     if (r1 <= r0)
       continue;
     float *dK = dk + b * J->kv.bs + hk * J->kv.hs + j0 * J->kv.ts;

@@ -113,6 +113,7 @@ static vkf_status run_pv(vkf_vk *vk, const vkf_op *op, uint32_t mode, vkf_tref d
   const vkf_attention_params *p = &op->p.attention;
   uint32_t E = mode == 0 ? p->Dv : p->D;
   attn_tile t = tile_for(vk, p->Tq, E);
+  t.bk = 32; /* the inner dimension is the keys: long, so deeper slices */
   uint32_t spec[7] = {t.wg, t.bm, t.bn, t.bk, t.tm, t.tn, mode};
   vkf_tref ops[4] = {dst, a, x, kvl};
   vkf_vk_range r[4] = {rng(a), rng(x), rng(kvl), rng(dst)}, w[1] = {rng(dst)};
@@ -126,6 +127,7 @@ static vkf_status run_dkv(vkf_vk *vk, const vkf_op *op, uint32_t mode, vkf_tref 
   const vkf_attention_params *p = &op->p.attention;
   uint32_t E = mode == 0 ? p->D : p->Dv;
   attn_tile t = tile_for(vk, p->Tk, E);
+  t.bk = 32; /* the inner dimension is the query rows: long, so deeper slices */
   uint32_t spec[7] = {t.wg, t.bm, t.bn, t.bk, t.tm, t.tn, mode};
   vkf_tref ops[4] = {dst, a, x, kvl};
   vkf_vk_range r[4] = {rng(a), rng(x), rng(kvl), rng(dst)}, w[1] = {rng(dst)};
