@@ -78,6 +78,8 @@ static const acase cases[] = {
     {1, 33, 65, 2, 1, 32, 24, CAUSAL | QBHTD, 0, 1.0f, 9, OFS, -5, MASK_NONE, 0, 1},
     /* scale 1 at D 64: logits up to ~10, peaked rows */
     {2, 63, 63, 2, 1, 64, 64, CAUSAL, 1.0f, 0, 0, 0, 0, MASK_NONE, 1, 0},
+    /* B * Hq beyond the 65535 workgroups of a grid dimension: split dispatches */
+    {40000, 1, 3, 2, 1, 4, 4, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
 };
 
 /* Small cases for the finite differences (each element of q, k, v costs two
