@@ -138,12 +138,13 @@ static vkf_status check_inputs(vkf_context *ctx, const char *fn, vkf_tensor q, v
     vkf_tensor_slot *m = vkf_f32_operand(ctx, d->mask, fn, "mask");
     if (!m)
       return ctx->env.error_status;
-    uint32_t nd = m->ndim;
-    int64_t rows = m->shape[nd - 2 < nd ? nd - 2 : 0], cols = m->shape[nd - 1];
-    bool ok = nd >= 2 && (rows == Tq || rows == 1) && cols >= 1 && cols <= Tk;
-    int64_t lead[2] = {1, 1}; /* [B, Hq] dims of the mask */
-    for (uint32_t i = 0; ok && i + 2 < nd; i++)
-      lead[2 - (nd - 2) + i] = m->shape[i];
+    /* dims right-aligned against [B, Hq, Tq, Tm]; missing leading ones are 1 */
+    const uint32_t nd = m->ndim;
+    int64_t dims[4] = {1, 1, 1, 1};
+    for (uint32_t i = 0; i < nd; i++)
+      dims[4 - nd + i] = m->shape[i];
+    const int64_t rows = dims[2], cols = dims[3], lead[2] = {dims[0], dims[1]};
+    bool ok = nd >= 2 && (rows == Tq || rows == 1) && cols <= Tk;
     if (ok)
       ok = (lead[0] == 1 || lead[0] == B) && (lead[1] == 1 || lead[1] == Hq);
     if (!ok) {

@@ -471,7 +471,8 @@ VKF_API vkf_status vkf_attention_sizes_get(vkf_context *ctx, vkf_tensor q, vkf_t
  * NULL_POINTER (ctx or out-pointer), INVALID_ARGUMENT (no tensor given, bad
  * variant/flags/align/scale/softcap/q_offset, aliasing), STALE_HANDLE,
  * DTYPE_MISMATCH (f32 required; kv_lens i32), SHAPE_MISMATCH (including Hq not
- * a multiple of Hkv, T > 2^28). */
+ * a multiple of Hkv, T > 2^28), UNSUPPORTED (Vulkan: more tiles along Tq or Tk
+ * than the device's workgroup grid allows, e.g. Tk > 65535 * 64 on GPUs). */
 VKF_API vkf_status vkf_attention_forward(vkf_context *ctx, vkf_tensor out, vkf_tensor saved,
                                          vkf_tensor q, vkf_tensor k, vkf_tensor v,
                                          const vkf_attention_desc *desc);

@@ -14,6 +14,9 @@
 
 #include <string.h>
 
+/* The largest push block: attention_qk's five addresses and the params. */
+_Static_assert(5 * 8 + sizeof(vkf_attention_params) <= 128, "attention push constants");
+
 typedef struct attn_tile {
   uint32_t wg, bm, bn, bk, tm, tn;
 } attn_tile;
