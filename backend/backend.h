@@ -86,6 +86,10 @@ bool vkf_contains_nocase(const char *haystack, const char *needle);
   X(ROPE, "rope")                                                                                  \
   X(ROPE_BACKWARD, "rope_backward")                                                                \
   /* ---- attn ---- */                                                                             \
+  X(ATTENTION_FORWARD, "attention_forward")                                                        \
+  X(ATTENTION_BACKWARD_DS, "attention_backward_ds")                                                \
+  X(ATTENTION_BACKWARD_DQ, "attention_backward_dq")                                                \
+  X(ATTENTION_BACKWARD_DKV, "attention_backward_dkv")                                              \
   /* ---- xent ---- */                                                                             \
   X(CROSS_ENTROPY, "cross_entropy")                                                                \
   X(CROSS_ENTROPY_BACKWARD, "cross_entropy_backward")                                              \
@@ -135,6 +139,7 @@ typedef union vkf_op_params {
   /* ---- rope ---- */
   vkf_rope_params rope;
   /* ---- attn ---- */
+  vkf_attention_params attention;
   /* ---- xent ---- */
   vkf_cross_entropy_params cross_entropy;
   /* ---- optim ---- */

@@ -510,6 +510,138 @@ VKF_API vkf_status vkf_rope_backward(vkf_context *ctx, vkf_tensor dx, vkf_tensor
 
 /* ---- attn: attention ---- */
 
+/* Multi-head scaled-dot-product attention with grouped-query heads.
+ *
+ * Shapes (default layout, the natural output of the Q/K/V projections):
+ *   q, dq     [B, Tq, Hq, D]      k, dk  [B, Tk, Hkv, D]
+ *   out, dout [B, Tq, Hq, Dv]     v, dv  [B, Tk, Hkv, Dv]
+ *   saved (standard variant: the probabilities P) [B, Hq, Tq, Tk]
+ * With VKF_ATTENTION_Q_BHTD, q/out/dout/dq are [B, Hq, Tq, .] instead; with
+ * VKF_ATTENTION_KV_BHTD, k/v/dk/dv are [B, Hkv, Tk, .] (the ONNX 4-D layout).
+ * Hq must be a multiple of Hkv: query head h reads kv head h / (Hq / Hkv)
+ * (MQA: Hkv = 1; MHA: Hkv = Hq). Tq and Tk may differ (cross-attention,
+ * decoding with a KV cache); Tq, Tk <= 2^28 and B * Hq * Tq * Tk <= 2^32 - 1.
+ * q, k, v from one fused projection [B, T, (Hq + 2 Hkv) * D] are not
+ * supported (tensors are contiguous); project with views of the weight's
+ * q, k, v row ranges instead (three matmuls).
+ *
+ * Forward, for query row i of head h in batch b:
+ *   x[j]      = scale * dot(q[b, i, h, :], k[b, j, h / (Hq/Hkv), :])
+ *   x[j]      = softcap * tanh(x[j] / softcap)      (when softcap > 0)
+ *   logit[j]  = x[j] + mask[b, h, i, j]             (when a mask is given)
+ *               -inf where key j is not visible (below)
+ *   P[i, :]   = softmax(logit)     (a row with no finite logit gives P = 0)
+ *   out[i, :] = sum_j P[i, j] * v[b, j, h / (Hq/Hkv), :]
+ * Softcap applies to the scaled scores before the mask (as ONNX Attention).
+ *
+ * Visibility. Query i sits at position pos = q0 + i, where q0 is L - Tq
+ * (VKF_ATTENTION_ALIGN_BOTTOM_RIGHT, the default: the last query is the last
+ * key, as in decoding with a KV cache; L is Tk, or with kv_lens the batch's
+ * clamp(kv_lens[b], 0, Tk), for right-padded caches), 0 (ALIGN_TOP_LEFT:
+ * PyTorch's and ONNX's is_causal without a past), or desc.q_offset
+ * (ALIGN_OFFSET: ONNX with a past of P tokens is q_offset = P). Positions
+ * only matter with CAUSAL or a window. Key j is visible when all of these hold:
+ *   VKF_ATTENTION_CAUSAL:  j <= pos
+ *   window > 0:            0 <= pos - j < window  (implies the causal rule)
+ *   kv_lens given:         j < kv_lens[b]         (values clamped to [0, Tk])
+ *   mask given:            j < the mask's last dimension (ONNX: a shorter mask
+ *                          masks the missing columns)
+ * The visible keys of a row are one contiguous range; the kernels skip work
+ * outside it. Additive -inf mask values mask keys too, but are not skipped.
+ *
+ * Backward (adds into dq, dk, dv; dk and dv sum over the query heads of each
+ * kv group; no gradient flows to the mask):
+ *   dP = dout . v^T, dx = P * (dP - rowsum(dP * P)) * scale * (1 - tanh^2(x/softcap)),
+ *   dq += dx . k,   dk += dx^T . q,   dv += P^T . dout.
+ * It reads q, k, v, dout and saved; pass the desc given to the forward (the
+ * backward uses its visibility rules to skip work, and reads mask only for
+ * its shape). Results are deterministic (no atomics), and on the CPU backend
+ * independent of the thread count.
+ *
+ * ONNX Attention (opsets 23, 24) maps onto this: 4-D inputs with the BHTD
+ * flags, 3-D ones as [B, S, H, D] views; is_causal as CAUSAL + ALIGN_OFFSET
+ * with q_offset = past length (top-left without a past); scale, softcap as
+ * is; attn_mask as mask (a bool mask as 0 / -inf); nonpad_kv_seqlen as
+ * kv_lens (i32); past/present: k, v = present = concat(past, new) along the
+ * sequence (the caller builds it); qk_matmul_output mode 3 = saved, mode 2 =
+ * logits, modes 0/1 = logits of a second call without mask and causal (and,
+ * for 0, without softcap). Differences: a row with every key masked gives 0
+ * (ONNX: NaN); f32 only (fp16 inputs must be converted). */
+typedef enum vkf_attention_variant {
+  /* Scores materialised: memory O(B * Hq * Tq * Tk) for saved (and the
+   * backward's workspace). */
+  VKF_ATTENTION_STANDARD = 0,
+} vkf_attention_variant;
+
+enum vkf_attention_flags {
+  VKF_ATTENTION_CAUSAL = 1u << 0,  /* key j visible only when j <= pos */
+  VKF_ATTENTION_Q_BHTD = 1u << 1,  /* q, out, dout, dq are [B, Hq, Tq, .] */
+  VKF_ATTENTION_KV_BHTD = 1u << 2, /* k, v, dk, dv are [B, Hkv, Tk, .] */
+};
+
+typedef enum vkf_attention_align {
+  VKF_ATTENTION_ALIGN_BOTTOM_RIGHT = 0, /* pos = Tk - Tq + i */
+  VKF_ATTENTION_ALIGN_TOP_LEFT = 1,     /* pos = i */
+  VKF_ATTENTION_ALIGN_OFFSET = 2,       /* pos = q_offset + i */
+} vkf_attention_align;
+
+/* Options; zero (or a NULL desc) = defaults. Optional tensors are
+ * VKF_NO_TENSOR when absent. */
+typedef struct vkf_attention_desc {
+  vkf_attention_variant variant; /* 0 = VKF_ATTENTION_STANDARD */
+  uint32_t flags;                /* vkf_attention_flags; 0 = not causal, BTHD layouts */
+  float scale;                   /* 0 = 1 / sqrt(D); otherwise finite */
+  float softcap;                 /* 0 = off; > 0: x = softcap * tanh(x / softcap) */
+  uint32_t window;               /* sliding window in positions; 0 = none */
+  vkf_attention_align align;     /* query positions; 0 = bottom-right */
+  int32_t q_offset;              /* position of query 0 with ALIGN_OFFSET; |q_offset| <= 2^28 */
+  /* f32 additive mask, broadcast numpy-style to [B, Hq, Tq, Tm] with
+   * 1 <= Tm <= Tk: 2 to 4 dims, the last two [Tq or 1, Tm], the ones before
+   * right-aligned against [B, Hq] and each 1 or equal. May hold -inf. */
+  vkf_tensor mask;
+  vkf_tensor kv_lens; /* i32 [B]: keys j >= kv_lens[b] are masked */
+  /* Forward only: f32 [B, Hq, Tq, Tk] receives the logits (scaled, softcapped,
+   * masked: -inf where not visible), the input of the softmax. */
+  vkf_tensor logits;
+} vkf_attention_desc;
+
+typedef struct vkf_attention_sizes {
+  uint32_t saved_ndim;               /* 4 */
+  int64_t saved_shape[VKF_MAX_DIMS]; /* standard: [B, Hq, Tq, Tk] */
+  uint64_t workspace_elements;       /* f32 elements of the backward's workspace */
+} vkf_attention_sizes;
+
+/* What to allocate for a forward/backward of q, k, v with `desc`: the saved
+ * tensor's shape and the backward's workspace size (standard variant:
+ * B * Hq * Tq * Tk elements, twice that with softcap; when that exceeds
+ * 2^32 - 1 no tensor can hold it and the backward cannot run). Checks q, k, v
+ * and desc as the forward does (same statuses). */
+VKF_API vkf_status vkf_attention_sizes_get(vkf_context *ctx, vkf_tensor q, vkf_tensor k,
+                                           vkf_tensor v, const vkf_attention_desc *desc,
+                                           vkf_attention_sizes *out);
+/* out = attention(q, k, v); saved = P. All f32. out, saved and desc->logits
+ * must not share memory with each other or with any input. Statuses:
+ * NULL_POINTER (ctx or out-pointer), INVALID_ARGUMENT (no tensor given, bad
+ * variant/flags/align/scale/softcap/q_offset, aliasing), STALE_HANDLE,
+ * DTYPE_MISMATCH (f32 required; kv_lens i32), SHAPE_MISMATCH (including Hq not
+ * a multiple of Hkv, T > 2^28), UNSUPPORTED (Vulkan: more tiles along Tq or Tk
+ * than the device's workgroup grid allows, e.g. Tk > 65535 * 64 on GPUs). */
+VKF_API vkf_status vkf_attention_forward(vkf_context *ctx, vkf_tensor out, vkf_tensor saved,
+                                         vkf_tensor q, vkf_tensor k, vkf_tensor v,
+                                         const vkf_attention_desc *desc);
+/* dq += dL/dq, dk += dL/dk, dv += dL/dv given dout = dL/dout and the forward's
+ * saved tensor. workspace: f32 scratch of at least
+ * vkf_attention_sizes_get().workspace_elements elements, any shape (its
+ * contents are overwritten; one workspace can serve every layer); it may be
+ * VKF_NO_TENSOR only when that size is 0 (never for the standard variant).
+ * dq, dk, dv and workspace must not share memory with each other or with any
+ * input. Statuses as the forward, plus VKF_ERROR_BUFFER_TOO_SMALL for a short
+ * workspace. */
+VKF_API vkf_status vkf_attention_backward(vkf_context *ctx, vkf_tensor dq, vkf_tensor dk,
+                                          vkf_tensor dv, vkf_tensor dout, vkf_tensor q,
+                                          vkf_tensor k, vkf_tensor v, vkf_tensor saved,
+                                          vkf_tensor workspace, const vkf_attention_desc *desc);
+
 /* ---- xent: loss: softmax cross-entropy ---- */
 
 typedef enum vkf_reduction {

@@ -43,6 +43,11 @@ vkf_shader(bias_backward_final embed.comp BIAS_BACKWARD_FINAL)
 vkf_shader(rope rope.comp)
 vkf_shader(rope_backward rope.comp BACKWARD)
 # ---- attn: attention ----
+vkf_shader(attention_qk attention_qk.comp)
+vkf_shader(attention_softmax attention_rows.comp OP_SOFTMAX)
+vkf_shader(attention_ds attention_rows.comp OP_DS)
+vkf_shader(attention_pv attention_pv.comp)
+vkf_shader(attention_dkv attention_dkv.comp)
 # ---- xent: loss: softmax cross-entropy ----
 vkf_shader(cross_entropy xent.comp XENT_FORWARD)
 vkf_shader(cross_entropy_reduce xent.comp XENT_REDUCE)

@@ -208,6 +208,34 @@ struct vkf_rope_params {
 };
 
 /* ---- attn: attention ---- */
+/* attention (standard variant, scores materialised). Flags: */
+#define VKF_ATTN_CAUSAL 1u   /* key j visible only when j <= position of the query */
+#define VKF_ATTN_SOFTCAP 2u  /* s = softcap * tanh(s / softcap) on the scaled scores */
+#define VKF_ATTN_MASK 4u     /* an additive float mask operand */
+#define VKF_ATTN_KV_LENS 8u  /* an i32 [B] operand: keys j >= kv_lens[b] are masked */
+#define VKF_ATTN_Q_BHTD 16u  /* q, out, dout, dq stored [B, Hq, Tq, .] (else [B, Tq, Hq, .]) */
+#define VKF_ATTN_KV_BHTD 32u /* k, v, dk, dv stored [B, Hkv, Tk, .] (else [B, Tk, Hkv, .]) */
+#define VKF_ATTN_LOGITS 64u  /* the forward also writes the logits (before softmax) */
+#define VKF_ATTN_Q_AT_KV_END 128u /* with KV_LENS: query 0 at kv_lens[b] - Tq, not q_pos0 */
+
+/* Shapes: q [B, Tq, Hq, D], k [B, Tk, Hkv, D], v [B, Tk, Hkv, Dv], out
+ * [B, Tq, Hq, Dv] (or the BHTD orders with the flags); P, logits and the
+ * backward's dS [B, Hq, Tq, Tk]. Query head h reads kv head h / (Hq / Hkv).
+ * Query i sits at position q0 + i, q0 = q_pos0 (or, with Q_AT_KV_END,
+ * clamp(kv_lens[b], 0, Tk) - Tq); key j is visible when
+ *   (!CAUSAL || j <= pos) && (window == 0 || 0 <= pos - j < window)
+ *   && j < kv_lens[b] (KV_LENS) && j < mask_cols (MASK).
+ * Logit = softcap(scale * q.k) + mask[b * mask_sb + h * mask_sh + i * mask_si + j],
+ * -inf where not visible. Operands differ per kernel (see shaders/attention*.comp
+ * and backend/cpu/attention.c). */
+struct vkf_attention_params {
+  VKF_U32 B, Tq, Tk, Hq, Hkv, D, Dv, flags;
+  VKF_F32 scale, softcap;
+  VKF_U32 window;
+  VKF_I32 q_pos0;
+  VKF_U32 mask_sb, mask_sh, mask_si, mask_cols;
+  VKF_U32 bh0; /* Vulkan: (b * Hq + h) of the first workgroup in z (split grids) */
+};
 
 /* ---- xent: loss: softmax cross-entropy ---- */
 /* cross_entropy over logits [outer, V, inner] (inner = 1: classes last):
@@ -308,6 +336,7 @@ typedef struct vkf_bias_backward_params vkf_bias_backward_params;
 /* ---- rope ---- */
 typedef struct vkf_rope_params vkf_rope_params;
 /* ---- attn ---- */
+typedef struct vkf_attention_params vkf_attention_params;
 /* ---- xent ---- */
 typedef struct vkf_cross_entropy_params vkf_cross_entropy_params;
 /* ---- optim ---- */

@@ -36,6 +36,10 @@ static const vkf_cpu_op_fn op_table[VKF_OP_COUNT] = {
     [VKF_OP_ROPE] = vkf_cpu_rope,
     [VKF_OP_ROPE_BACKWARD] = vkf_cpu_rope_backward,
     /* ---- attn ---- */
+    [VKF_OP_ATTENTION_FORWARD] = vkf_cpu_attention_forward,
+    [VKF_OP_ATTENTION_BACKWARD_DS] = vkf_cpu_attention_backward_ds,
+    [VKF_OP_ATTENTION_BACKWARD_DQ] = vkf_cpu_attention_backward_dq,
+    [VKF_OP_ATTENTION_BACKWARD_DKV] = vkf_cpu_attention_backward_dkv,
     /* ---- xent ---- */
     [VKF_OP_CROSS_ENTROPY] = vkf_cpu_cross_entropy,
     [VKF_OP_CROSS_ENTROPY_BACKWARD] = vkf_cpu_cross_entropy_backward,

@@ -294,6 +294,7 @@ vkf_status vkf_vk_embed(vkf_vk *vk, const vkf_op *op);
 /* ---- rope ---- */
 vkf_status vkf_vk_rope(vkf_vk *vk, const vkf_op *op);
 /* ---- attn ---- */
+vkf_status vkf_vk_attention(vkf_vk *vk, const vkf_op *op);
 /* ---- xent ---- */
 vkf_status vkf_vk_xent(vkf_vk *vk, const vkf_op *op);
 /* ---- optim ---- */

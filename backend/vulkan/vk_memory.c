@@ -160,6 +160,17 @@ vkf_status vkf_vk_staging_create(vkf_vk *vk, uint64_t bytes, vkf_vk_block **out)
 
 /* First fit inside one block; returns false when it has no room. */
 static bool block_take(vkf_vk *vk, vkf_vk_block *b, uint64_t size, uint64_t *offset) {
+  /* Free ranges are separated by live ones, so there are at most live + 1 of
+   * them: keep room for that many after this take, so that block_give (which
+   * cannot fail) always has room to insert. */
+  if (b->cap_free < b->live + 2) {
+    uint32_t cap = b->cap_free * 2 > b->live + 2 ? b->cap_free * 2 : b->live + 2;
+    vkf_vk_free_range *nf = vkf_realloc(vk->base.env, b->free, cap * sizeof(*nf));
+    if (!nf)
+      return false;
+    b->free = nf;
+    b->cap_free = cap;
+  }
   for (uint32_t i = 0; i < b->n_free; i++) {
     vkf_vk_free_range *f = &b->free[i];
     uint64_t start = align_up(f->offset, ALIGN);
@@ -198,8 +209,8 @@ static bool block_take(vkf_vk *vk, vkf_vk_block *b, uint64_t size, uint64_t *off
 }
 
 static void block_give(vkf_vk_block *b, uint64_t offset, uint64_t size) {
-  /* insert sorted, then merge with neighbours; capacity always suffices
-   * because a live range separates free ones */
+  /* insert sorted, then merge with neighbours; block_take keeps the
+   * capacity at live + 1 or more, which is all the free ranges there can be */
   uint32_t i = 0;
   while (i < b->n_free && b->free[i].offset < offset)
     i++;

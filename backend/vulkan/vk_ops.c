@@ -192,6 +192,11 @@ vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op) {
   case VKF_OP_ROPE_BACKWARD:
     return vkf_vk_rope(vk, op);
   /* ---- attn ---- */
+  case VKF_OP_ATTENTION_FORWARD:
+  case VKF_OP_ATTENTION_BACKWARD_DS:
+  case VKF_OP_ATTENTION_BACKWARD_DQ:
+  case VKF_OP_ATTENTION_BACKWARD_DKV:
+    return vkf_vk_attention(vk, op);
   /* ---- xent ---- */
   case VKF_OP_CROSS_ENTROPY:
   case VKF_OP_CROSS_ENTROPY_BACKWARD:

@@ -1,0 +1,477 @@
+/* Attention on the CPU (standard variant: scores materialised).
+ *
+ * Each op is a few phases: matrix products over fixed blocks of rows (RB
+ * query rows of one (batch, head)) or of keys (dk/dv: CB keys of one (batch,
+ * kv head), the group's query heads summed in order), and row passes
+ * (softmax, dS) over single rows. Each output element is computed by one task
+ * in one fixed order, so results do not depend on the thread count. The
+ * products are CBLAS sgemm calls when VKF_HAVE_CBLAS is defined (issued from
+ * the calling thread: OpenBLAS threads them), portable loops over the pool
+ * otherwise. A block's products touch only the keys some row of the block can
+ * see (causal, window, kv_lens, mask width).
+ *
+ * Operands (see frontend/attention.c):
+ *   attention_forward:      0 out, 1 P, 2 q, 3 k, 4 v, 5 mask?, 6 kv_lens?, 7 logits?
+ *   attention_backward_ds:  0 dS, 1 g? (softcap scratch), 2 dout, 3 q, 4 k, 5 v, 6 P, 7 kv_lens?
+ *   attention_backward_dq:  0 dq, 1 dS, 2 k, 3 kv_lens?
+ *   attention_backward_dkv: 0 dk, 1 dv, 2 dS, 3 P, 4 q, 5 dout, 6 kv_lens? */
+#include "cpu.h"
+
+#include <math.h>
+#include <string.h>
+
+#ifdef VKF_HAVE_CBLAS
+#include <cblas.h>
+#endif
+
+enum { RB = 32, CB = 32 }; /* rows / keys per task */
+
+/* ------------------------------------------------------------------------ */
+/* Small products on raw pointers (row-major, leading dimensions in floats)  */
+/* ------------------------------------------------------------------------ */
+
+/* C[M, N] = alpha * A[M, K] . B[N, K]^T */
+static void gemm_nt(uint32_t M, uint32_t N, uint32_t K, float alpha, const float *A, size_t lda,
+                    const float *B, size_t ldb, float *C, size_t ldc) {
+  if (!M || !N)
+    return;
+#ifdef VKF_HAVE_CBLAS
+  if (K) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda,
+                B, (int)ldb, 0.0f, C, (int)ldc);
+    return;
+  }
+#endif
+  for (uint32_t i = 0; i < M; i++) {
+    const float *a = A + i * lda;
+    float *c = C + i * ldc;
+    for (uint32_t j = 0; j < N; j++) {
+      const float *b = B + j * ldb;
+      float acc[8] = {0};
+      uint32_t k = 0;
+      for (; k + 8 <= K; k += 8)
+        for (uint32_t u = 0; u < 8; u++)
+          acc[u] += a[k + u] * b[k + u];
+      for (; k < K; k++)
+        acc[k & 7] += a[k] * b[k];
+      c[j] = alpha *
+             (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])));
+    }
+  }
+}
+
+/* C[M, N] (+)= A[M, K] . B[K, N] */
+static void gemm_nn(uint32_t M, uint32_t N, uint32_t K, const float *A, size_t lda, const float *B,
+                    size_t ldb, float *C, size_t ldc, bool accumulate) {
+  if (!M || !N)
+    return;
+#ifdef VKF_HAVE_CBLAS
+  if (K) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A,
+                (int)lda, B, (int)ldb, accumulate ? 1.0f : 0.0f, C, (int)ldc);
+    return;
+  }
+#endif
+  for (uint32_t i = 0; i < M; i++) {
+    float *c = C + i * ldc;
+    if (!accumulate)
+      memset(c, 0, N * sizeof(float));
+    const float *a = A + i * lda;
+    for (uint32_t k = 0; k < K; k++) {
+      const float aik = a[k], *b = B + k * ldb;
+      for (uint32_t j = 0; j < N; j++)
+        c[j] += aik * b[j];
+    }
+  }
+}
+
+/* C[M, N] += A[K, M]^T . B[K, N] */
+static void gemm_tn_acc(uint32_t M, uint32_t N, uint32_t K, const float *A, size_t lda,
+                        const float *B, size_t ldb, float *C, size_t ldc) {
+  if (!M || !N || !K)
+    return;
+#ifdef VKF_HAVE_CBLAS
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B,
+              (int)ldb, 1.0f, C, (int)ldc);
+#else
+  for (uint32_t i = 0; i < M; i++) {
+    float *c = C + i * ldc;
+    for (uint32_t k = 0; k < K; k++) {
+      const float aki = A[k * lda + i], *b = B + k * ldb;
+      for (uint32_t j = 0; j < N; j++)
+        c[j] += aki * b[j];
+    }
+  }
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* Geometry                                                                 */
+/* ------------------------------------------------------------------------ */
+typedef struct view {
+  size_t bs, hs, ts; /* element strides of batch, head, row */
+} view;
+
+/* A tensor of T rows of H heads of E elements, [B, T, H, E] or [B, H, T, E]. */
+static view view_of(bool bhtd, uint32_t T, uint32_t H, uint32_t E) {
+  view v;
+  if (bhtd) {
+    v.ts = E;
+    v.hs = (size_t)T * E;
+    v.bs = (size_t)H * T * E;
+  } else {
+    v.hs = E;
+    v.ts = (size_t)H * E;
+    v.bs = (size_t)T * H * E;
+  }
+  return v;
+}
+
+typedef struct attn_job {
+  const vkf_attention_params *p;
+  uint32_t G;             /* query heads per kv head */
+  view qv, ov, kv, vv;    /* q/dq (D), out/dout (Dv), k/dk (D), v/dv (Dv) */
+  const int32_t *kv_lens; /* NULL: none */
+  const vkf_op *op;
+} attn_job;
+
+static attn_job job_of(const vkf_op *op, uint32_t kvl_operand) {
+  const vkf_attention_params *p = &op->p.attention;
+  const bool qb = p->flags & VKF_ATTN_Q_BHTD, kb = p->flags & VKF_ATTN_KV_BHTD;
+  attn_job j = {.p = p, .G = p->Hq / p->Hkv, .op = op};
+  j.qv = view_of(qb, p->Tq, p->Hq, p->D);
+  j.ov = view_of(qb, p->Tq, p->Hq, p->Dv);
+  j.kv = view_of(kb, p->Tk, p->Hkv, p->D);
+  j.vv = view_of(kb, p->Tk, p->Hkv, p->Dv);
+  j.kv_lens = (p->flags & VKF_ATTN_KV_LENS) ? (const int32_t *)vkf_cpu_f32(op, kvl_operand) : NULL;
+  return j;
+}
+
+/* Per batch: the keys [0, limit) any row may see and the position of query 0. */
+typedef struct batch_info {
+  int64_t limit, q0;
+} batch_info;
+
+static batch_info batch_of(const attn_job *j, uint32_t b) {
+  const vkf_attention_params *p = j->p;
+  int64_t n = p->Tk;
+  if (j->kv_lens)
+    n = j->kv_lens[b] < 0 ? 0 : j->kv_lens[b] < n ? j->kv_lens[b] : n;
+  batch_info bi = {n, (p->flags & VKF_ATTN_Q_AT_KV_END) ? n - (int64_t)p->Tq : p->q_pos0};
+  if ((p->flags & VKF_ATTN_MASK) && (int64_t)p->mask_cols < bi.limit)
+    bi.limit = p->mask_cols;
+  return bi;
+}
+
+/* Keys [*lo, *hi) that rows i0..i1 (inclusive) may see: exact for one row,
+ * the union for several (visible ranges only move right as i grows). */
+static void keys_of_rows(const vkf_attention_params *p, batch_info bi, int64_t i0, int64_t i1,
+                         int64_t *lo, int64_t *hi) {
+  int64_t l = 0, h = bi.limit;
+  if ((p->flags & VKF_ATTN_CAUSAL) || p->window) {
+    int64_t last = bi.q0 + i1 + 1;
+    h = last < h ? last : h;
+  }
+  if (p->window) {
+    int64_t first = bi.q0 + i0 - (int64_t)p->window + 1;
+    l = first > 0 ? first : 0;
+  }
+  if (h <= l)
+    l = h = 0;
+  *lo = l;
+  *hi = h;
+}
+
+/* Rows [*lo, *hi) that may see any of the keys j0..j1 (inclusive). */
+static void rows_of_keys(const vkf_attention_params *p, batch_info bi, int64_t j0, int64_t j1,
+                         int64_t *lo, int64_t *hi) {
+  int64_t l = 0, h = j0 >= bi.limit ? 0 : p->Tq;
+  if ((p->flags & VKF_ATTN_CAUSAL) || p->window) {
+    int64_t first = j0 - bi.q0; /* pos >= j0 */
+    l = first > 0 ? first : 0;
+  }
+  if (p->window) {
+    int64_t end = j1 + (int64_t)p->window - bi.q0; /* pos - window + 1 <= j1 */
+    h = end < h ? end : h;
+  }
+  if (h <= l)
+    l = h = 0;
+  *lo = l;
+  *hi = h;
+}
+
+static uint32_t grain_of(const vkf_attention_params *p, uint32_t rows) {
+  uint64_t work = (uint64_t)rows * p->Tk * (p->D + p->Dv + 8);
+  return (uint32_t)((1u << 16) / (work + 1)) + 1;
+}
+
+/* Runs fn over [0, items) blocks of products. OpenBLAS threads each product
+ * itself, and several pool threads calling it at once make its threads fight
+ * over the cores (tens of times slower), so with CBLAS the products are
+ * issued from the calling thread; the portable loops go to the pool. */
+static void run_products(vkf_cpu *cpu, uint32_t items, uint32_t grain, vkf_pool_fn fn, void *arg) {
+#ifdef VKF_HAVE_CBLAS
+  (void)cpu;
+  (void)grain;
+  fn(arg, 0, items, 0);
+#else
+  vkf_pool_run(cpu->pool, items, grain, fn, arg);
+#endif
+}
+
+/* A block of rows: item -> (bh, i0, i1) and the batch's key limit. */
+typedef struct row_block {
+  uint32_t bh, b, h, hk, i0, i1;
+  int64_t c0, c1; /* keys [c0, c1) some row of the block sees */
+} row_block;
+
+static row_block row_block_of(const attn_job *J, uint32_t item) {
+  const vkf_attention_params *p = J->p;
+  const uint32_t nrb = (p->Tq + RB - 1) / RB;
+  row_block r;
+  r.bh = item / nrb;
+  r.i0 = (item % nrb) * RB;
+  r.i1 = r.i0 + RB < p->Tq ? r.i0 + RB : p->Tq;
+  r.b = r.bh / p->Hq;
+  r.h = r.bh % p->Hq;
+  r.hk = r.h / J->G;
+  keys_of_rows(p, batch_of(J, r.b), r.i0, r.i1 - 1, &r.c0, &r.c1);
+  return r;
+}
+
+static uint32_t row_blocks(const vkf_attention_params *p) {
+  return p->B * p->Hq * ((p->Tq + RB - 1) / RB);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Forward                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* scores of each block's visible columns, straight into P */
+static void scores_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+  (void)worker;
+  const attn_job *J = arg;
+  const vkf_attention_params *p = J->p;
+  const vkf_op *op = J->op;
+  float *P = vkf_cpu_f32(op, 1);
+  const float *q = vkf_cpu_f32(op, 2), *k = vkf_cpu_f32(op, 3);
+  for (uint32_t item = begin; item < end; item++) {
+    const row_block r = row_block_of(J, item);
+    const float *Q = q + r.b * J->qv.bs + r.h * J->qv.hs + r.i0 * J->qv.ts;
+    const float *K = k + r.b * J->kv.bs + r.hk * J->kv.hs + r.c0 * J->kv.ts;
+    gemm_nt(r.i1 - r.i0, (uint32_t)(r.c1 - r.c0), p->D, p->scale, Q, J->qv.ts, K, J->kv.ts,
+            P + ((size_t)r.bh * p->Tq + r.i0) * p->Tk + r.c0, p->Tk);
+  }
+}
+
+/* per row: softcap, mask, logits, softmax; P = 0 outside the visible keys */
+static void softmax_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+  (void)worker;
+  const attn_job *J = arg;
+  const vkf_attention_params *p = J->p;
+  const vkf_op *op = J->op;
+  const uint32_t Tq = p->Tq, Tk = p->Tk, Hq = p->Hq;
+  const bool softcap = p->flags & VKF_ATTN_SOFTCAP;
+  float *P = vkf_cpu_f32(op, 1), *logits = vkf_cpu_f32(op, 7);
+  const float *mask = (p->flags & VKF_ATTN_MASK) ? vkf_cpu_f32(op, 5) : NULL;
+  for (uint32_t rowi = begin; rowi < end; rowi++) {
+    const uint32_t i = rowi % Tq, bh = rowi / Tq, b = bh / Hq, h = bh % Hq;
+    float *row = P + (size_t)rowi * Tk;
+    int64_t lo, hi;
+    keys_of_rows(p, batch_of(J, b), i, i, &lo, &hi);
+    const float *mrow = mask ? mask + b * p->mask_sb + h * p->mask_sh + i * p->mask_si : NULL;
+    float mx = -INFINITY;
+    for (int64_t j = lo; j < hi; j++) {
+      float x = row[j];
+      if (softcap)
+        x = p->softcap * tanhf(x / p->softcap);
+      if (mrow)
+        x += mrow[j];
+      row[j] = x;
+      mx = x > mx ? x : mx;
+    }
+    if (logits) {
+      float *lrow = logits + (size_t)rowi * Tk;
+      for (int64_t j = 0; j < Tk; j++)
+        lrow[j] = j >= lo && j < hi ? row[j] : -INFINITY;
+    }
+    if (mx == -INFINITY) { /* no visible key: P = 0 */
+      memset(row, 0, Tk * sizeof(float));
+      continue;
+    }
+    double sum = 0;
+    for (int64_t j = lo; j < hi; j++) {
+      float e = expf(row[j] - mx);
+      row[j] = e;
+      sum += e;
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int64_t j = lo; j < hi; j++)
+      row[j] *= inv;
+    memset(row, 0, (size_t)lo * sizeof(float));
+    memset(row + hi, 0, (size_t)(Tk - hi) * sizeof(float));
+  }
+}
+
+/* out = P . v over each block's visible columns */
+static void out_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+  (void)worker;
+  const attn_job *J = arg;
+  const vkf_attention_params *p = J->p;
+  const vkf_op *op = J->op;
+  float *out = vkf_cpu_f32(op, 0);
+  const float *P = vkf_cpu_f32(op, 1), *v = vkf_cpu_f32(op, 4);
+  for (uint32_t item = begin; item < end; item++) {
+    const row_block r = row_block_of(J, item);
+    const float *V = v + r.b * J->vv.bs + r.hk * J->vv.hs + r.c0 * J->vv.ts;
+    gemm_nn(r.i1 - r.i0, p->Dv, (uint32_t)(r.c1 - r.c0),
+            P + ((size_t)r.bh * p->Tq + r.i0) * p->Tk + r.c0, p->Tk, V, J->vv.ts,
+            out + r.b * J->ov.bs + r.h * J->ov.hs + r.i0 * J->ov.ts, J->ov.ts, false);
+  }
+}
+
+vkf_status vkf_cpu_attention_forward(vkf_cpu *cpu, const vkf_op *op) {
+  attn_job J = job_of(op, 6);
+  const vkf_attention_params *p = J.p;
+  const uint32_t blocks = row_blocks(p), grain = grain_of(p, RB);
+  run_products(cpu, blocks, grain, scores_task, &J);
+  vkf_pool_run(cpu->pool, p->B * p->Hq * p->Tq, 1 + 4096 / (p->Tk + 1), softmax_task, &J);
+  run_products(cpu, blocks, grain, out_task, &J);
+  return VKF_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Backward                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* dP = dout . v^T (and with softcap x = scale * q . k into the g plane) */
+static void dp_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+  (void)worker;
+  const attn_job *J = arg;
+  const vkf_attention_params *p = J->p;
+  const vkf_op *op = J->op;
+  float *dS = vkf_cpu_f32(op, 0), *X = vkf_cpu_f32(op, 1);
+  const float *dout = vkf_cpu_f32(op, 2), *q = vkf_cpu_f32(op, 3), *k = vkf_cpu_f32(op, 4);
+  const float *v = vkf_cpu_f32(op, 5);
+  for (uint32_t item = begin; item < end; item++) {
+    const row_block r = row_block_of(J, item);
+    const size_t off = ((size_t)r.bh * p->Tq + r.i0) * p->Tk + r.c0;
+    const uint32_t nc = (uint32_t)(r.c1 - r.c0);
+    gemm_nt(r.i1 - r.i0, nc, p->Dv, 1.0f, dout + r.b * J->ov.bs + r.h * J->ov.hs + r.i0 * J->ov.ts,
+            J->ov.ts, v + r.b * J->vv.bs + r.hk * J->vv.hs + r.c0 * J->vv.ts, J->vv.ts, dS + off,
+            p->Tk);
+    if (p->flags & VKF_ATTN_SOFTCAP) /* the scaled scores again, to differentiate the softcap */
+      gemm_nt(r.i1 - r.i0, nc, p->D, p->scale,
+              q + r.b * J->qv.bs + r.h * J->qv.hs + r.i0 * J->qv.ts, J->qv.ts,
+              k + r.b * J->kv.bs + r.hk * J->kv.hs + r.c0 * J->kv.ts, J->kv.ts, X + off, p->Tk);
+  }
+}
+
+/* per row: dS = P * (dP - rowsum(dP * P)) * d(x after softcap)/d(q.k); 0 where
+ * not visible */
+static void ds_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+  (void)worker;
+  const attn_job *J = arg;
+  const vkf_attention_params *p = J->p;
+  const vkf_op *op = J->op;
+  const uint32_t Tq = p->Tq, Tk = p->Tk;
+  float *dS = vkf_cpu_f32(op, 0);
+  const float *X = (p->flags & VKF_ATTN_SOFTCAP) ? vkf_cpu_f32(op, 1) : NULL;
+  const float *P = vkf_cpu_f32(op, 6);
+  for (uint32_t rowi = begin; rowi < end; rowi++) {
+    const uint32_t i = rowi % Tq, b = rowi / Tq / p->Hq;
+    float *d = dS + (size_t)rowi * Tk;
+    const float *pr = P + (size_t)rowi * Tk, *xr = X ? X + (size_t)rowi * Tk : NULL;
+    int64_t lo, hi;
+    keys_of_rows(p, batch_of(J, b), i, i, &lo, &hi);
+    double delta = 0;
+    for (int64_t j = lo; j < hi; j++)
+      delta += (double)pr[j] * d[j];
+    for (int64_t j = lo; j < hi; j++) {
+      float g = p->scale;
+      if (xr) {
+        float t = tanhf(xr[j] / p->softcap);
+        g *= 1.0f - t * t;
+      }
+      d[j] = (float)((double)pr[j] * (d[j] - delta)) * g;
+    }
+    memset(d, 0, (size_t)lo * sizeof(float));
+    memset(d + hi, 0, (size_t)(Tk - hi) * sizeof(float));
+  }
+}
+
+vkf_status vkf_cpu_attention_backward_ds(vkf_cpu *cpu, const vkf_op *op) {
+  attn_job J = job_of(op, 7);
+  const vkf_attention_params *p = J.p;
+  run_products(cpu, row_blocks(p), grain_of(p, RB), dp_task, &J);
+  vkf_pool_run(cpu->pool, p->B * p->Hq * p->Tq, 1 + 4096 / (p->Tk + 1), ds_task, &J);
+  return VKF_OK;
+}
+
+/* dq += dS . k */
+static void dq_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+  (void)worker;
+  const attn_job *J = arg;
+  const vkf_attention_params *p = J->p;
+  const vkf_op *op = J->op;
+  float *dq = vkf_cpu_f32(op, 0);
+  const float *dS = vkf_cpu_f32(op, 1), *k = vkf_cpu_f32(op, 2);
+  for (uint32_t item = begin; item < end; item++) {
+    const row_block r = row_block_of(J, item);
+    if (r.c1 <= r.c0)
+      continue;
+    gemm_nn(r.i1 - r.i0, p->D, (uint32_t)(r.c1 - r.c0),
+            dS + ((size_t)r.bh * p->Tq + r.i0) * p->Tk + r.c0, p->Tk,
+            k + r.b * J->kv.bs + r.hk * J->kv.hs + r.c0 * J->kv.ts, J->kv.ts,
+            dq + r.b * J->qv.bs + r.h * J->qv.hs + r.i0 * J->qv.ts, J->qv.ts, true);
+  }
+}
+
+vkf_status vkf_cpu_attention_backward_dq(vkf_cpu *cpu, const vkf_op *op) {
+  attn_job J = job_of(op, 3);
+  const vkf_attention_params *p = J.p;
+  run_products(cpu, row_blocks(p), grain_of(p, RB), dq_task, &J);
+  return VKF_OK;
+}
+
+/* dk += sum over the group's query heads of dS^T . q; dv likewise P^T . dout */
+static void dkv_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+  (void)worker;
+  const attn_job *J = arg;
+  const vkf_attention_params *p = J->p;
+  const vkf_op *op = J->op;
+  const uint32_t Tq = p->Tq, Tk = p->Tk, Hkv = p->Hkv, ncb = (Tk + CB - 1) / CB;
+  float *dk = vkf_cpu_f32(op, 0), *dv = vkf_cpu_f32(op, 1);
+  const float *dS = vkf_cpu_f32(op, 2), *P = vkf_cpu_f32(op, 3), *q = vkf_cpu_f32(op, 4);
+  const float *dout = vkf_cpu_f32(op, 5);
+  for (uint32_t item = begin; item < end; item++) {
+    const uint32_t bk = item / ncb, j0 = (item % ncb) * CB;
+    const uint32_t b = bk / Hkv, hk = bk % Hkv;
+    const batch_info bi = batch_of(J, b);
+    if (j0 >= bi.limit)
+      continue;
+    const uint32_t j1 = (int64_t)(j0 + CB) < bi.limit ? j0 + CB : (uint32_t)bi.limit;
+    int64_t r0, r1;
+    rows_of_keys(p, bi, j0, j1 - 1, &r0, &r1);
+    if (r1 <= r0)
+      continue;
+    float *dK = dk + b * J->kv.bs + hk * J->kv.hs + j0 * J->kv.ts;
+    float *dV = dv + b * J->vv.bs + hk * J->vv.hs + j0 * J->vv.ts;
+    for (uint32_t r = 0; r < J->G; r++) {
+      const uint32_t h = hk * J->G + r;
+      const size_t off = ((size_t)(b * p->Hq + h) * Tq + r0) * Tk + j0;
+      gemm_tn_acc(j1 - j0, p->D, (uint32_t)(r1 - r0), dS + off, Tk,
+                  q + b * J->qv.bs + h * J->qv.hs + r0 * J->qv.ts, J->qv.ts, dK, J->kv.ts);
+      gemm_tn_acc(j1 - j0, p->Dv, (uint32_t)(r1 - r0), P + off, Tk,
+                  dout + b * J->ov.bs + h * J->ov.hs + r0 * J->ov.ts, J->ov.ts, dV, J->vv.ts);
+    }
+  }
+}
+
+vkf_status vkf_cpu_attention_backward_dkv(vkf_cpu *cpu, const vkf_op *op) {
+  attn_job J = job_of(op, 6);
+  const vkf_attention_params *p = J.p;
+  uint32_t items = p->B * p->Hkv * ((p->Tk + CB - 1) / CB);
+  run_products(cpu, items, grain_of(p, CB), dkv_task, &J);
+  return VKF_OK;
+}
