@@ -197,6 +197,10 @@ vkf_node vkf_g_gelu(vkf_graph *g, vkf_node x);
 vkf_node vkf_g_swiglu(vkf_graph *g, vkf_node gate_up);
 /* Rotate-half RoPE of x [B, T, H, D] at positions 0..T-1. */
 vkf_node vkf_g_rope(vkf_graph *g, vkf_node x, double theta);
+/* Causal attention (standard: probabilities materialised) of q [B, T, Hq, D]
+ * with k, v [B, T, Hkv, D], scale 1/sqrt(D); window > 0: sliding window.
+ * Result [B, T, Hq, D]. */
+vkf_node vkf_g_attention(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v, uint32_t window);
 /* Mean cross-entropy of logits [rows, V] against i32 targets [rows]: a
  * 1-element loss. Targets must lie in [0, V) (the caller checks). */
 vkf_node vkf_g_cross_entropy(vkf_graph *g, vkf_node logits, vkf_node targets);

@@ -3,6 +3,7 @@
 
 #include "context.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -584,4 +585,95 @@ vkf_node vkf_g_cross_entropy(vkf_graph *g, vkf_node logits, vkf_node targets) {
   t.p.cross_entropy = s.p.cross_entropy;
   vkf_g_tape(g, &t);
   return loss;
+}
+
+/* ---- attention ---- */
+static void attention_backward(vkf_graph *g, const vkf_tape *t) {
+  vkf_node q = t->in[0], k = t->in[1], v = t->in[2], out = t->out[0], P = t->out[1];
+  vkf_node dout = vkf_g_grad_if(g, out);
+  const vkf_attention_params *p = &t->p.attention;
+  bool gq = needs_grad(g, q), gk = needs_grad(g, k), gv = needs_grad(g, v);
+  if (!gq && !gk && !gv)
+    return;
+  int64_t n_scores = (int64_t)p->B * p->Hq * p->Tq * p->Tk;
+  vkf_node ws = vkf_g_act(g, "attention.dS", VKF_DTYPE_F32, 1, &n_scores);
+  vkf_gstep s = {.kind = VKF_OP_ATTENTION_BACKWARD_DS, .n = 8, .writes = 1, .reads = 0x7c};
+  s.t[0].node = ws;
+  s.t[2].node = dout;
+  s.t[3].node = q;
+  s.t[4].node = k;
+  s.t[5].node = v;
+  s.t[6].node = P;
+  s.p.attention = *p;
+  vkf_g_step(g, &s);
+  /* the kernels compute dk and dv together: give both */
+  vkf_node dq = vkf_g_grad(g, q), dk = vkf_g_grad(g, k), dv = vkf_g_grad(g, v);
+  if (dq) {
+    vkf_gstep d = {.kind = VKF_OP_ATTENTION_BACKWARD_DQ, .n = 4, .writes = 1, .reads = 7};
+    d.t[0].node = dq;
+    d.t[1].node = ws;
+    d.t[2].node = k;
+    d.p.attention = *p;
+    vkf_g_step(g, &d);
+  }
+  if (dk && dv) {
+    vkf_gstep d = {.kind = VKF_OP_ATTENTION_BACKWARD_DKV, .n = 7, .writes = 3, .reads = 0x3f};
+    d.t[0].node = dk;
+    d.t[1].node = dv;
+    d.t[2].node = ws;
+    d.t[3].node = P;
+    d.t[4].node = q;
+    d.t[5].node = dout;
+    d.p.attention = *p;
+    vkf_g_step(g, &d);
+  } else if (dk || dv) {
+    vkf_graph_fail(g, VKF_ERROR_UNSUPPORTED, "attention backward needs both dk and dv");
+  }
+}
+
+vkf_node vkf_g_attention(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v, uint32_t window) {
+  if (!ok(g, q) || !ok(g, k) || !ok(g, v))
+    return VKF_NODE_NONE;
+  vkf_gnode *nq = N(g, q), *nk = N(g, k), *nv = N(g, v);
+  if (nq->ndim != 4 || nk->ndim != 4 || nv->ndim != 4 || nk->shape[0] != nq->shape[0] ||
+      nk->shape[1] != nq->shape[1] || nk->shape[3] != nq->shape[3] ||
+      nv->shape[0] != nk->shape[0] || nv->shape[1] != nk->shape[1] ||
+      nv->shape[2] != nk->shape[2] || nq->shape[2] % nk->shape[2])
+    return vkf_graph_fail(g, VKF_ERROR_SHAPE_MISMATCH, "attention: q %s, k %s, v %s", nq->name,
+                          nk->name, nv->name),
+           VKF_NODE_NONE;
+  uint32_t B = (uint32_t)nq->shape[0], T = (uint32_t)nq->shape[1], Hq = (uint32_t)nq->shape[2],
+           Hkv = (uint32_t)nk->shape[2], D = (uint32_t)nq->shape[3], Dv = (uint32_t)nv->shape[3];
+  int64_t oshape[4] = {B, T, Hq, Dv}, pshape[4] = {B, Hq, T, T};
+  if ((uint64_t)B * Hq * T * T > UINT32_MAX)
+    return vkf_graph_fail(g, VKF_ERROR_UNSUPPORTED,
+                          "attention: %u x %u x %u x %u scores exceed 2^32-1 (standard variant)", B,
+                          Hq, T, T),
+           VKF_NODE_NONE;
+  vkf_node out = act_like(g, q, "attention", 4, oshape);
+  vkf_node P = act_like(g, q, "attention.P", 4, pshape);
+  if (!out || !P)
+    return VKF_NODE_NONE;
+  vkf_gstep s = {.kind = VKF_OP_ATTENTION_FORWARD, .n = 8, .writes = 3, .reads = 0x1c};
+  s.t[0].node = out;
+  s.t[1].node = P;
+  s.t[2].node = q;
+  s.t[3].node = k;
+  s.t[4].node = v;
+  s.p.attention = (vkf_attention_params){.B = B,
+                                         .Tq = T,
+                                         .Tk = T,
+                                         .Hq = Hq,
+                                         .Hkv = Hkv,
+                                         .D = D,
+                                         .Dv = Dv,
+                                         .flags = VKF_ATTN_CAUSAL,
+                                         .scale = (float)(1.0 / sqrt((double)D)),
+                                         .window = window,
+                                         .q_pos0 = 0};
+  vkf_g_step(g, &s);
+  vkf_tape t = {.backward = attention_backward, .in = {q, k, v}, .out = {out, P}};
+  t.p.attention = s.p.attention;
+  vkf_g_tape(g, &t);
+  return out;
 }
