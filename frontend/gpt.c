@@ -78,13 +78,20 @@ vkf_status vkf_gpt_declare(vkf_graph *g, const vkf_gpt_config *c, vkf_gpt_params
     if (ln && c->bias)
       l->norm2_b = param(g, 0, 1, C, 0, "%s.%u.post_attention_layernorm.bias", pre, i);
     if (c->mlp == VKF_MLP_SWIGLU) {
+      /* gate then up, packed: together one [2F, C] weight (and [2F] bias),
+       * so one matmul gives SwiGLU's fused [rows, 2F] input */
+      const uint32_t P = VKF_PARAM_PACKED;
       l->gate_w = param(g, W, 2, F, C, "%s.%u.mlp.gate_proj.weight", pre, i);
-      if (c->bias)
+      l->up_w = param(g, W | P, 2, F, C, "%s.%u.mlp.up_proj.weight", pre, i);
+      if (c->bias) {
         l->gate_b = param(g, 0, 1, F, 0, "%s.%u.mlp.gate_proj.bias", pre, i);
+        l->up_b = param(g, P, 1, F, 0, "%s.%u.mlp.up_proj.bias", pre, i);
+      }
+    } else {
+      l->up_w = param(g, W, 2, F, C, "%s.%u.mlp.up_proj.weight", pre, i);
+      if (c->bias)
+        l->up_b = param(g, 0, 1, F, 0, "%s.%u.mlp.up_proj.bias", pre, i);
     }
-    l->up_w = param(g, W, 2, F, C, "%s.%u.mlp.up_proj.weight", pre, i);
-    if (c->bias)
-      l->up_b = param(g, 0, 1, F, 0, "%s.%u.mlp.up_proj.bias", pre, i);
     l->down_w = param(g, W, 2, C, F, "%s.%u.mlp.down_proj.weight", pre, i);
     if (c->bias)
       l->down_b = param(g, 0, 1, C, 0, "%s.%u.mlp.down_proj.bias", pre, i);
@@ -126,8 +133,7 @@ uint64_t vkf_gpt_parameter_count(const vkf_gpt *m) {
   return m ? m->n_params : 0;
 }
 
-/* The model object with its parameter buffer (contents undefined). */
-static vkf_status gpt_alloc(vkf_context *ctx, const vkf_gpt_config *cfg, vkf_gpt **out) {
+vkf_status vkf_gpt_alloc(vkf_context *ctx, const vkf_gpt_config *cfg, vkf_gpt **out) {
   *out = NULL;
   vkf_gpt_config c = *cfg;
   vkf_status st = vkf_gpt_config_resolve(ctx, &c);
@@ -186,7 +192,7 @@ vkf_status vkf_gpt_create(vkf_context *ctx, const vkf_gpt_config *cfg, uint64_t 
   if (!cfg || !out)
     return vkf_fail(&ctx->env, VKF_ERROR_NULL_POINTER, "vkf_gpt_create: cfg or out is NULL");
   vkf_gpt *m;
-  vkf_status st = gpt_alloc(ctx, cfg, &m);
+  vkf_status st = vkf_gpt_alloc(ctx, cfg, &m);
   if (st != VKF_OK)
     return st;
   /* Parameters in declaration order, each from its own stream of the seed
@@ -296,11 +302,80 @@ vkf_status vkf_gpt_load(vkf_context *ctx, const char *config_path, const char *w
   if (st != VKF_OK)
     return st;
   vkf_gpt *m;
-  st = gpt_alloc(ctx, &cfg, &m);
+  st = vkf_gpt_alloc(ctx, &cfg, &m);
   if (st != VKF_OK)
     return st;
   vkf_st_file *f;
   st = vkf_st_open(env, weights_path, &f);
+  if (st == VKF_OK) {
+    st = vkf_gpt_read_weights(m, f, weights_path, true);
+    vkf_st_close(f);
+  }
+  if (st != VKF_OK) {
+    gpt_free(m);
+    return st;
+  }
+  *out = m;
+  return VKF_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Parameter access                                                         */
+/* ------------------------------------------------------------------------ */
+uint32_t vkf_gpt_tensor_count(const vkf_gpt *m) {
+  return m ? m->pg->n_nodes - 1 : 0;
+}
+
+vkf_status vkf_gpt_tensor_info(const vkf_gpt *m, uint32_t index, vkf_gpt_tensor *out) {
+  if (!m || !out)
+    return VKF_ERROR_NULL_POINTER;
+  if (index >= m->pg->n_nodes - 1)
+    return vkf_fail(&m->ctx->env, VKF_ERROR_INVALID_ARGUMENT,
+                    "vkf_gpt_tensor_info: index %u of %u tensors", index, m->pg->n_nodes - 1);
+  const vkf_gnode *x = &m->pg->nodes[index + 1];
+  out->name = x->name;
+  out->ndim = x->ndim;
+  memcpy(out->shape, x->shape, sizeof(out->shape));
+  out->offset = x->offset / 4;
+  out->elements = x->elements;
+  out->decay = (x->param_flags & VKF_PARAM_DECAY) != 0;
+  return VKF_OK;
+}
+
+uint64_t vkf_gpt_flat_size(const vkf_gpt *m) {
+  return m ? m->pg->arena_bytes[VKF_ARENA_PARAMS] / 4 : 0;
+}
+
+static vkf_status flat_io(vkf_gpt *m, void *host, uint64_t count, bool write) {
+  if (!m)
+    return VKF_ERROR_NULL_POINTER;
+  vkf_env *env = &m->ctx->env;
+  if (!host)
+    return vkf_fail(env, VKF_ERROR_NULL_POINTER, "vkf_gpt_%s_params: NULL buffer",
+                    write ? "write" : "read");
+  if (count != vkf_gpt_flat_size(m))
+    return vkf_fail(env, VKF_ERROR_SHAPE_MISMATCH,
+                    "vkf_gpt_%s_params: %llu floats given, the flat buffer has %llu",
+                    write ? "write" : "read", (unsigned long long)count,
+                    (unsigned long long)vkf_gpt_flat_size(m));
+  vkf_tref all = {m->params, 0, count * 4};
+  return write ? m->ctx->be->vt->write(m->ctx->be, all, host)
+               : m->ctx->be->vt->read(m->ctx->be, all, host);
+}
+
+vkf_status vkf_gpt_read_params(vkf_gpt *m, float *out, uint64_t count) {
+  return flat_io(m, out, count, false);
+}
+
+vkf_status vkf_gpt_write_params(vkf_gpt *m, const float *in, uint64_t count) {
+  return flat_io(m, (void *)in, count, true);
+}
+
+vkf_status vkf_gpt_read_weights(vkf_gpt *m, vkf_st_file *f, const char *weights_path,
+                                bool require_all_used) {
+  vkf_context *ctx = m->ctx;
+  vkf_env *env = &ctx->env;
+  vkf_status st = VKF_OK;
   float *buf = NULL;
   uint64_t cap = 0;
   for (uint32_t i = 1; st == VKF_OK && i < m->pg->n_nodes; i++) {
@@ -351,7 +426,7 @@ vkf_status vkf_gpt_load(vkf_context *ctx, const char *config_path, const char *w
   }
   /* every tensor in the file must be used: a name we do not know means the
    * file is for another architecture */
-  for (uint32_t k = 0; st == VKF_OK && k < f->n; k++) {
+  for (uint32_t k = 0; require_all_used && st == VKF_OK && k < f->n; k++) {
     const char *name = f->entries[k].name;
     const char *bare = m->p.gpt2_names && !strncmp(name, "transformer.", 12) ? name + 12 : name;
     bool known = false;
@@ -363,61 +438,5 @@ vkf_status vkf_gpt_load(vkf_context *ctx, const char *config_path, const char *w
                     weights_path, name);
   }
   vkf_free(env, buf);
-  vkf_st_close(f);
-  if (st != VKF_OK) {
-    gpt_free(m);
-    return st;
-  }
-  *out = m;
-  return VKF_OK;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Parameter access                                                         */
-/* ------------------------------------------------------------------------ */
-uint32_t vkf_gpt_tensor_count(const vkf_gpt *m) { return m ? m->pg->n_nodes - 1 : 0; }
-
-vkf_status vkf_gpt_tensor_info(const vkf_gpt *m, uint32_t index, vkf_gpt_tensor *out) {
-  if (!m || !out)
-    return VKF_ERROR_NULL_POINTER;
-  if (index >= m->pg->n_nodes - 1)
-    return vkf_fail(&m->ctx->env, VKF_ERROR_INVALID_ARGUMENT,
-                    "vkf_gpt_tensor_info: index %u of %u tensors", index, m->pg->n_nodes - 1);
-  const vkf_gnode *x = &m->pg->nodes[index + 1];
-  out->name = x->name;
-  out->ndim = x->ndim;
-  memcpy(out->shape, x->shape, sizeof(out->shape));
-  out->offset = x->offset / 4;
-  out->elements = x->elements;
-  out->decay = (x->param_flags & VKF_PARAM_DECAY) != 0;
-  return VKF_OK;
-}
-
-uint64_t vkf_gpt_flat_size(const vkf_gpt *m) {
-  return m ? m->pg->arena_bytes[VKF_ARENA_PARAMS] / 4 : 0;
-}
-
-static vkf_status flat_io(vkf_gpt *m, void *host, uint64_t count, bool write) {
-  if (!m)
-    return VKF_ERROR_NULL_POINTER;
-  vkf_env *env = &m->ctx->env;
-  if (!host)
-    return vkf_fail(env, VKF_ERROR_NULL_POINTER, "vkf_gpt_%s_params: NULL buffer",
-                    write ? "write" : "read");
-  if (count != vkf_gpt_flat_size(m))
-    return vkf_fail(env, VKF_ERROR_SHAPE_MISMATCH,
-                    "vkf_gpt_%s_params: %llu floats given, the flat buffer has %llu",
-                    write ? "write" : "read", (unsigned long long)count,
-                    (unsigned long long)vkf_gpt_flat_size(m));
-  vkf_tref all = {m->params, 0, count * 4};
-  return write ? m->ctx->be->vt->write(m->ctx->be, all, host)
-               : m->ctx->be->vt->read(m->ctx->be, all, host);
-}
-
-vkf_status vkf_gpt_read_params(vkf_gpt *m, float *out, uint64_t count) {
-  return flat_io(m, out, count, false);
-}
-
-vkf_status vkf_gpt_write_params(vkf_gpt *m, const float *in, uint64_t count) {
-  return flat_io(m, (void *)in, count, true);
+  return st;
 }

@@ -45,3 +45,25 @@ vkf_status vkf_gpt_config_json(vkf_context *ctx, const vkf_gpt_config *cfg, vkf_
 vkf_status vkf_gpt_declare(vkf_graph *g, const vkf_gpt_config *cfg, vkf_gpt_params *p);
 
 #endif
+
+/* A GPT's forward pass in a graph (gpt_graph.c): parameters declared in
+ * canonical order, inputs for tokens [B, T] and the embedding backward's
+ * index, and the logits [B*T, V]; with_loss adds targets [B*T] and the mean
+ * cross-entropy. */
+typedef struct vkf_gpt_graph {
+  vkf_gpt_params p;
+  vkf_node params_all; /* the whole PARAMS arena (optimiser, fused views) */
+  vkf_node tokens, index, targets, logits, loss;
+  uint32_t B, T;
+  uint64_t index_len;
+} vkf_gpt_graph;
+
+/* p.layers must hold cfg->n_layer entries (the caller owns it). */
+vkf_status vkf_gpt_build(vkf_graph *g, const vkf_gpt_config *cfg, uint32_t B, uint32_t T,
+                         bool with_loss, vkf_gpt_graph *out);
+/* Reads weights by name from an open safetensors file into the model. */
+struct vkf_st_file;
+vkf_status vkf_gpt_read_weights(vkf_gpt *m, struct vkf_st_file *f, const char *path,
+                                bool require_all_used);
+/* The model object with its parameter buffer (contents undefined). */
+vkf_status vkf_gpt_alloc(vkf_context *ctx, const vkf_gpt_config *cfg, vkf_gpt **out);

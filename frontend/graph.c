@@ -111,7 +111,8 @@ vkf_node vkf_g_param(vkf_graph *g, const char *name, uint32_t ndim, const int64_
   if (!id)
     return id;
   vkf_gnode *n = vkf_gn(g, id);
-  n->offset = align_up(g->arena_bytes[VKF_ARENA_PARAMS], PARAM_ALIGN);
+  n->offset =
+      align_up(g->arena_bytes[VKF_ARENA_PARAMS], (flags & VKF_PARAM_PACKED) ? 4 : PARAM_ALIGN);
   g->arena_bytes[VKF_ARENA_PARAMS] = n->offset + n->bytes;
   g->arena_bytes[VKF_ARENA_GRADS] = g->arena_bytes[VKF_ARENA_PARAMS];
   n->param_flags = flags;
@@ -142,8 +143,8 @@ static vkf_node root_of(const vkf_graph *g, vkf_node n) {
 }
 
 /* A view of `base` at byte offset `off` with its own shape. */
-static vkf_node view(vkf_graph *g, vkf_node base, uint64_t off, const char *name, uint32_t ndim,
-                     const int64_t *shape) {
+vkf_node vkf_g_view(vkf_graph *g, vkf_node base, uint64_t off, const char *name, uint32_t ndim,
+                    const int64_t *shape) {
   vkf_gnode *b = vkf_gn(g, base);
   vkf_node id = new_node(g, name, b->arena, b->dtype, ndim, shape);
   if (!id)
@@ -175,7 +176,26 @@ vkf_node vkf_g_reshape(vkf_graph *g, vkf_node x, uint32_t ndim, const int64_t *s
   }
   char name[96];
   snprintf(name, sizeof(name), "%.80s.view", vkf_gn(g, x)->name);
-  return view(g, x, 0, name, ndim, shape);
+  return vkf_g_view(g, x, 0, name, ndim, shape);
+}
+
+vkf_node vkf_g_arena_node(vkf_graph *g, vkf_arena arena) {
+  if (g->status != VKF_OK)
+    return VKF_NODE_NONE;
+  if (arena != VKF_ARENA_PARAMS && arena != VKF_ARENA_INPUTS) {
+    vkf_graph_fail(g, VKF_ERROR_INVALID_ARGUMENT, "arena %d has no fixed layout", (int)arena);
+    return VKF_NODE_NONE;
+  }
+  int64_t n = (int64_t)((g->arena_bytes[arena] + 3) / 4);
+  if (!n)
+    n = 1;
+  vkf_node id =
+      new_node(g, arena == VKF_ARENA_PARAMS ? "params" : "inputs", arena, VKF_DTYPE_F32, 1, &n);
+  if (id) {
+    vkf_gn(g, id)->offset = 0;
+    vkf_gn(g, id)->requires_grad = arena == VKF_ARENA_PARAMS;
+  }
+  return id;
 }
 
 void vkf_g_step(vkf_graph *g, const vkf_gstep *s) {
@@ -244,7 +264,7 @@ vkf_node vkf_g_grad(vkf_graph *g, vkf_node x) {
     if (!gb)
       return VKF_NODE_NONE;
     n = vkf_gn(g, x);
-    gid = view(g, gb, n->base_offset, name, n->ndim, n->shape);
+    gid = vkf_g_view(g, gb, n->base_offset, name, n->ndim, n->shape);
   } else if (n->arena == VKF_ARENA_PARAMS) {
     /* same offset in the gradient arena, zeroed in bulk by vkf_g_backward */
     gid = new_node(g, name, VKF_ARENA_GRADS, n->dtype, n->ndim, n->shape);

@@ -35,6 +35,8 @@ typedef enum vkf_arena {
 enum vkf_param_flags {
   VKF_PARAM_DECAY = 1u << 0,  /* weight decay applies (matrices, embeddings) */
   VKF_PARAM_FROZEN = 1u << 1, /* no gradient (e.g. a base model under LoRA) */
+  VKF_PARAM_PACKED = 1u << 2, /* placed right after the previous parameter (no
+                                 alignment gap), so the two form one view */
 };
 
 typedef struct vkf_gnode {
@@ -119,6 +121,12 @@ vkf_node vkf_g_act(vkf_graph *g, const char *name, vkf_dtype dtype, uint32_t ndi
                    const int64_t *shape);
 /* Same storage, another shape (same element count). */
 vkf_node vkf_g_reshape(vkf_graph *g, vkf_node x, uint32_t ndim, const int64_t *shape);
+/* A view of base's storage at a byte offset (within base). */
+vkf_node vkf_g_view(vkf_graph *g, vkf_node base, uint64_t offset, const char *name, uint32_t ndim,
+                    const int64_t *shape);
+/* One node covering a whole persistent arena as declared so far (PARAMS:
+ * every parameter, for the optimiser; its gradient covers GRADS). */
+vkf_node vkf_g_arena_node(vkf_graph *g, vkf_arena arena);
 
 /* Appends a step; operands as (node, offset, extent) with read/write masks. */
 void vkf_g_step(vkf_graph *g, const vkf_gstep *s);
