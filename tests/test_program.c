@@ -4,6 +4,7 @@
 #include "test_util.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 enum { N = 40 };
 
@@ -151,6 +152,41 @@ static void test_program_scratch_vulkan(void **state) {
   vkft_destroy(ctx);
 }
 
+/* Profiling covers replayed programs: every replay adds its ops' times. */
+static void test_program_profile(void **state) {
+  (void)state;
+  vkf_context *ctx = vkft_vulkan_flags(VKF_CONTEXT_PROFILE);
+  int64_t s[2] = {N, N};
+  float x0[N * N];
+  for (int i = 0; i < N * N; i++)
+    x0[i] = (float)(i % 7) * 0.1f;
+  vkf_tensor x = vkft_tensor_from(ctx, 2, s, x0), y = vkft_tensor(ctx, 2, s);
+  vkf_tensor w = vkft_tensor_from(ctx, 2, s, x0);
+  VKFT_OK(vkf_capture_begin(ctx));
+  step(ctx, x, y, w);
+  vkf_program *p = NULL;
+  VKFT_OK(vkf_capture_end(ctx, &p));
+  VKFT_OK(vkf_profile_reset(ctx));
+  for (int i = 0; i < 3; i++)
+    VKFT_OK(vkf_program_replay(ctx, p));
+  vkf_op_time t[16];
+  uint32_t n = 0;
+  VKFT_OK(vkf_profile_read(ctx, t, 16, &n));
+  bool mm = false, add = false;
+  for (uint32_t i = 0; i < n; i++) {
+    if (!strcmp(t[i].name, "matmul")) {
+      mm = true;
+      assert_int_equal(t[i].count, 3);
+      assert_true(t[i].total_ms > 0);
+    }
+    if (!strcmp(t[i].name, "add"))
+      add = t[i].count == 3;
+  }
+  assert_true(mm && add);
+  vkf_program_destroy(ctx, p);
+  vkft_destroy(ctx);
+}
+
 static void test_program_cpu(void **state) {
   (void)state;
   vkf_context *ctx = vkft_cpu();
@@ -167,10 +203,9 @@ static void test_program_vulkan(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_program_cpu),
-      cmocka_unit_test(test_program_vulkan),
-      cmocka_unit_test(test_program_scratch_cpu),
-      cmocka_unit_test(test_program_scratch_vulkan),
+      cmocka_unit_test(test_program_cpu),         cmocka_unit_test(test_program_vulkan),
+      cmocka_unit_test(test_program_scratch_cpu), cmocka_unit_test(test_program_scratch_vulkan),
+      cmocka_unit_test(test_program_profile),
   };
   return cmocka_run_group_tests_name("program", tests, NULL, NULL);
 }

@@ -119,6 +119,7 @@ typedef struct vkf_vk_range_set {
 
 #define VKF_VK_SLOTS 2
 #define VKF_VK_MAX_QUERIES 4096
+#define VKF_VK_PROGRAM_QUERIES 16384
 
 typedef struct vkf_vk_slot {
   VkCommandBuffer cmd;
@@ -132,8 +133,8 @@ typedef struct vkf_vk_slot {
   struct vkf_vk_readback *readbacks;
   uint32_t n_readbacks, cap_readbacks;
   VkQueryPool queries;
-  uint32_t n_queries;
-  uint8_t query_op[VKF_VK_MAX_QUERIES];
+  uint32_t n_queries, max_queries;
+  uint8_t *query_op; /* op kind of each timestamp (0xff: not an op) */
 } vkf_vk_slot;
 
 typedef struct vkf_vk_readback {
@@ -153,6 +154,10 @@ struct vkf_program {
    * still use them, so they are released with the program */
   vkf_buffer **owned;
   uint32_t n_owned, cap_owned;
+  /* profiling: a timestamp after every command of the program */
+  VkQueryPool queries;
+  uint32_t n_queries;
+  uint8_t *query_op;
 };
 
 typedef struct vkf_vk {

@@ -81,12 +81,39 @@ vkf_status vkf_vk_exec_init(vkf_vk *vk) {
                                    .queryCount = VKF_VK_MAX_QUERIES};
       st = vkf_vk_result(vk, vk->fn.vkCreateQueryPool(vk->device, &qci, NULL, &s->queries),
                          "vkCreateQueryPool");
+      s->max_queries = VKF_VK_MAX_QUERIES;
+      s->query_op = vkf_malloc(vk->base.env, VKF_VK_MAX_QUERIES);
+      if (st == VKF_OK && !s->query_op)
+        st = vkf_fail(vk->base.env, VKF_ERROR_OUT_OF_HOST_MEMORY, "profiling");
     }
   }
   vk->ts_period_ms = (double)vk->base.info.timestamp_period_ns * 1e-6;
   uint32_t bits = vk->caps.timestamp_bits;
   vk->ts_mask = bits >= 64 ? ~0ull : ((1ull << bits) - 1);
   return st;
+}
+
+/* Adds the time between consecutive timestamps to each op's total. */
+static void profile_collect(vkf_vk *vk, VkQueryPool pool, const uint8_t *ops, uint32_t n) {
+  if (!pool || n < 2)
+    return;
+  uint64_t *ts = vkf_malloc(vk->base.env, n * sizeof(uint64_t));
+  if (!ts)
+    return; /* profiling is best effort */
+  VkResult r = vk->fn.vkGetQueryPoolResults(vk->device, pool, 0, n, n * sizeof(uint64_t), ts,
+                                            sizeof(uint64_t),
+                                            VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
+  if (r == VK_SUCCESS) {
+    for (uint32_t q = 1; q < n; q++) {
+      uint8_t k = ops[q];
+      if (k >= VKF_OP_COUNT)
+        continue;
+      uint64_t dt = (ts[q] - ts[q - 1]) & vk->ts_mask;
+      vk->base.profile.count[k]++;
+      vk->base.profile.ms[k] += (double)dt * vk->ts_period_ms;
+    }
+  }
+  vkf_free(vk->base.env, ts);
 }
 
 /* After the slot's fence signalled: deliver readbacks, timestamps; free
@@ -208,13 +235,13 @@ static vkf_status track(vkf_vk *vk, vkf_vk_slot *s, const vkf_vk_range *reads, u
 
 static vkf_status after_command(vkf_vk *vk, vkf_vk_slot *s, uint8_t kind) {
   s->commands++;
-  if (s->queries) {
+  if (s->queries && s->n_queries < s->max_queries) {
     vk->fn.vkCmdWriteTimestamp(s->cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, s->queries,
                                s->n_queries);
     s->query_op[s->n_queries++] = kind;
   }
   if (!vk->capturing &&
-      (s->commands >= AUTO_FLUSH_COMMANDS || (s->queries && s->n_queries >= VKF_VK_MAX_QUERIES)))
+      (s->commands >= AUTO_FLUSH_COMMANDS || (s->queries && s->n_queries >= s->max_queries)))
     return vkf_vk_flush(vk);
   return VKF_OK;
 }
@@ -270,8 +297,10 @@ static vkf_status wait_program(vkf_vk *vk, vkf_program *p) {
   if (!p->in_flight)
     return VKF_OK;
   VkResult r = vk->fn.vkWaitForFences(vk->device, 1, &p->fence, VK_TRUE, UINT64_MAX);
-  if (r == VK_SUCCESS)
+  if (r == VK_SUCCESS) {
+    profile_collect(vk, p->queries, p->query_op, p->n_queries);
     r = vk->fn.vkResetFences(vk->device, 1, &p->fence);
+  }
   p->in_flight = false;
   return vkf_vk_result(vk, r, "vkWaitForFences");
 }
@@ -343,6 +372,9 @@ void vkf_vk_program_destroy(vkf_backend *be, vkf_program *p) {
   for (uint32_t i = 0; i < p->n_owned; i++)
     vkf_vk_buffer_release(vk, p->owned[i]);
   vkf_free(be->env, p->owned);
+  if (p->queries)
+    vk->fn.vkDestroyQueryPool(vk->device, p->queries, NULL);
+  vkf_free(be->env, p->query_op);
   ranges_free(vk, &p->reads);
   ranges_free(vk, &p->writes);
   vkf_free(be->env, p);
@@ -387,12 +419,35 @@ vkf_status vkf_vk_capture_begin(vkf_backend *be) {
     vkf_vk_program_destroy(be, p);
     return st;
   }
+  if (vk->base.profiling) {
+    VkQueryPoolCreateInfo qci = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                                 .queryType = VK_QUERY_TYPE_TIMESTAMP,
+                                 .queryCount = VKF_VK_PROGRAM_QUERIES};
+    st = vkf_vk_result(vk, vk->fn.vkCreateQueryPool(vk->device, &qci, NULL, &p->queries),
+                       "vkCreateQueryPool");
+    p->query_op = st == VKF_OK ? vkf_malloc(env, VKF_VK_PROGRAM_QUERIES) : NULL;
+    if (st == VKF_OK && !p->query_op)
+      st = vkf_fail(env, VKF_ERROR_OUT_OF_HOST_MEMORY, "profiling");
+    if (st != VKF_OK) {
+      vkf_vk_program_destroy(be, p);
+      return st;
+    }
+  }
   /* orders the program after everything submitted before each replay */
   full_barrier(vk, p->cmd);
   vk->capturing = p;
   memset(&vk->capture_slot, 0, sizeof(vk->capture_slot));
   vk->capture_slot.cmd = p->cmd;
   vk->capture_slot.recording = true;
+  if (p->queries) {
+    vk->fn.vkCmdResetQueryPool(p->cmd, p->queries, 0, VKF_VK_PROGRAM_QUERIES);
+    vk->fn.vkCmdWriteTimestamp(p->cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, p->queries, 0);
+    p->query_op[0] = 0xff;
+    vk->capture_slot.queries = p->queries;
+    vk->capture_slot.query_op = p->query_op;
+    vk->capture_slot.max_queries = VKF_VK_PROGRAM_QUERIES;
+    vk->capture_slot.n_queries = 1;
+  }
   swap_sets(&vk->reads, &vk->saved_reads);
   swap_sets(&vk->writes, &vk->saved_writes);
   vk->reads.n = vk->writes.n = 0;
@@ -406,6 +461,7 @@ vkf_status vkf_vk_capture_end(vkf_backend *be, vkf_program **out) {
   if (!p)
     return vkf_fail(be->env, VKF_ERROR_INVALID_ARGUMENT, "not capturing");
   host_barrier(vk, p->cmd);
+  p->n_queries = vk->capture_slot.n_queries;
   vk->capturing = NULL;
   swap_sets(&vk->reads, &vk->saved_reads);
   swap_sets(&vk->writes, &vk->saved_writes);
@@ -466,6 +522,7 @@ void vkf_vk_exec_destroy(vkf_vk *vk) {
       vk->fn.vkDestroyFence(vk->device, s->fence, NULL);
     if (s->queries)
       vk->fn.vkDestroyQueryPool(vk->device, s->queries, NULL);
+    vkf_free(vk->base.env, s->query_op);
   }
   if (vk->pool)
     vk->fn.vkDestroyCommandPool(vk->device, vk->pool, NULL);
