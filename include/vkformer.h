@@ -966,19 +966,19 @@ enum vkf_train_flags {
 };
 
 typedef struct vkf_train_desc {
-  uint32_t batch;          /* required: sequences per step */
-  uint32_t seq_len;        /* required: tokens per sequence, <= context_length */
-  float lr;                /* peak learning rate; 0 = 3e-4 */
-  float min_lr;            /* where the cosine ends; 0 = 0 */
-  uint32_t warmup_steps;   /* linear warm-up from lr/warmup_steps; 0 = none */
-  uint32_t total_steps;    /* cosine length (required for VKF_LR_COSINE) */
+  uint32_t batch;        /* required: sequences per step */
+  uint32_t seq_len;      /* required: tokens per sequence, <= context_length */
+  float lr;              /* peak learning rate; 0 = 3e-4 */
+  float min_lr;          /* where the cosine ends; 0 = 0 */
+  uint32_t warmup_steps; /* linear warm-up from lr/warmup_steps; 0 = none */
+  uint32_t total_steps;  /* cosine length (required for VKF_LR_COSINE) */
   vkf_lr_schedule schedule;
-  float beta1;             /* 0 = 0.9 */
-  float beta2;             /* 0 = 0.95 */
-  float eps;               /* 0 = 1e-8 */
-  float weight_decay;      /* decoupled, on matrices and embeddings; 0 = none */
-  float grad_clip;         /* clip the global gradient norm to this; 0 = off */
-  uint32_t flags;          /* vkf_train_flags */
+  float beta1;        /* 0 = 0.9 */
+  float beta2;        /* 0 = 0.95 */
+  float eps;          /* 0 = 1e-8 */
+  float weight_decay; /* decoupled, on matrices and embeddings; 0 = none */
+  float grad_clip;    /* clip the global gradient norm to this; 0 = off */
+  uint32_t flags;     /* vkf_train_flags */
 } vkf_train_desc;
 
 typedef struct vkf_trainer vkf_trainer;
@@ -992,9 +992,9 @@ typedef struct vkf_step_info {
 
 typedef struct vkf_train_memory {
   uint64_t params, grads, optimizer, inputs;
-  uint64_t activations;              /* planned: activations reuse dead ones' memory */
+  uint64_t activations;               /* planned: activations reuse dead ones' memory */
   uint64_t activations_without_reuse; /* the sum of every activation's size */
-  uint64_t total;                    /* device bytes of one training step */
+  uint64_t total;                     /* device bytes of one training step */
 } vkf_train_memory;
 
 /* Builds the training step of `model` for the desc's batch shape: forward,
@@ -1038,6 +1038,34 @@ VKF_API vkf_status vkf_checkpoint_meta(vkf_context *ctx, const char *path, const
                                        char *out, size_t cap);
 /* Creates a model from a checkpoint's config and weights (for generation). */
 VKF_API vkf_status vkf_gpt_load_checkpoint(vkf_context *ctx, const char *path, vkf_gpt **out);
+
+/* ------------------------------------------------------------------------ */
+/* Sampling                                                                 */
+/* ------------------------------------------------------------------------ */
+typedef struct vkf_sample_desc {
+  float temperature;        /* 0 = greedy (argmax); else logits / temperature */
+  uint32_t top_k;           /* 0 = off; keep the k most likely tokens */
+  float top_p;              /* 0 or 1 = off; keep the smallest set with mass >= top_p */
+  float repetition_penalty; /* 0 or 1 = off; > 1 divides the positive logits (multiplies
+                               the negative ones) of tokens in `history` */
+} vkf_sample_desc;
+
+/* Picks the next token from logits[vocab] (not modified) with rng. The
+ * history (may be NULL) is what the repetition penalty looks at. Candidates
+ * outside top-k/top-p are never returned. Ties break to the lower id. */
+VKF_API vkf_status vkf_sample_logits(const float *logits, uint32_t vocab,
+                                     const vkf_sample_desc *desc, const int32_t *history,
+                                     uint32_t n_history, vkf_rng *rng, int32_t *out);
+
+/* Next-token logits of a model for a sequence: a forward pass over the
+ * whole context (no KV cache). */
+typedef struct vkf_predictor vkf_predictor;
+VKF_API vkf_status vkf_predictor_create(vkf_gpt *model, vkf_predictor **out);
+VKF_API void vkf_predictor_destroy(vkf_predictor *p);
+/* logits[vocab] after tokens[0..n) (1 <= n; only the last context_length
+ * tokens are seen). */
+VKF_API vkf_status vkf_predictor_next(vkf_predictor *p, const int32_t *tokens, uint32_t n,
+                                      float *logits);
 
 /* Writes named f32 or i32 host arrays as one safetensors file (atomic). */
 typedef struct vkf_named_array {
