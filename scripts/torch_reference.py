@@ -3,22 +3,25 @@
 
 Builds the model that a vkformer config.json describes, in plain PyTorch
 (no transformers package), from the same initial safetensors weights, runs
-the same batches with the same AdamW hyperparameters, and compares with the
-dump the `train` sample wrote (--dump):
+the same batches with the same AdamW hyperparameters (constant learning
+rate, decoupled weight decay on 2-D tensors, global-norm clipping), and
+compares with the dump tests/ref_dump.c wrote:
 
   logits, loss and every gradient of the first step, then the loss of every
   step and the weights after the last one.
 
-  torch_reference.py --config config.json --weights init.safetensors \
+  torch_reference.py --config config.json --weights model.safetensors \
                      --dump dump.safetensors [--report out.txt]
 
-Exits 0 when everything is within tolerance (printed with the worst
-errors), 1 otherwise. Needs only Debian's python3-torch (1.13) and numpy.
+Exits 0 when everything is within tolerance, 1 otherwise; prints, per
+quantity, the largest error and its ratio to the bound (the headroom), and
+the worst of each kind at the end. Needs only Debian's python3-torch (1.13)
+and python3-numpy. The tolerances are explained at TOLERANCES below.
 
 The model follows Hugging Face's layouts and math: GPT-2 (Conv1D weights
 stored [in, out], tanh GELU, learned positions, tied head) or Llama (weights
 [out, in], RMSNorm, rotate-half RoPE, SwiGLU, GQA), and the mixes vkformer's
-own config keys allow.
+own config keys allow (sliding-window attention included).
 """
 import argparse
 import json
@@ -180,27 +183,90 @@ def forward(cfg, P, idx):
     return x @ head.t()
 
 
-def compare(report, what, got, want, atol, rtol):
-    got = got.detach().double()
-    want = want.detach().double()
-    if got.shape != want.shape:
-        report.append("%-40s SHAPE %s vs %s" % (what, tuple(got.shape), tuple(want.shape)))
-        return False
-    err = (got - want).abs()
-    bound = atol + rtol * want.abs()
-    bad = int((err > bound).sum())
-    worst = float(err.max()) if err.numel() else 0.0
-    rel = float((err.norm() / (want.norm() + 1e-30))) if err.numel() else 0.0
-    report.append("%-40s max abs err %.3e  normalised %.3e  %s" %
-                  (what, worst, rel, "ok" if bad == 0 else "%d OUT OF BOUNDS" % bad))
-    return bad == 0
+# TOLERANCES. Both sides compute in fp32 (unit roundoff u = 6e-8) but sum in
+# different orders (vkformer's tiled GEMMs and workgroup reductions, or its
+# CPU backend's double accumulators, against PyTorch's MKL/OpenBLAS
+# kernels), so neither is "the truth": the bounds are what fp32 rounding
+# through this network can explain, with about 5-10x headroom over the
+# largest errors measured on the CPU backend and on lavapipe (see the
+# report each run prints; the figures in the comments are the worst seen
+# over the tests/torch_ref cases on both).
+#
+# logits: |err| <= 1e-6 * max|logits| + 4e-6 * |ref|. The forward is ~10
+#   chained reductions of <= 4*d_model terms; rounding is relative to the
+#   magnitudes summed, i.e. to the logits' scale, not to each logit (a logit
+#   near 0 comes from cancelling terms). Worst seen: 2.0e-7 * max|logits|.
+LOGITS_ATOL_SCALE, LOGITS_RTOL = 1e-6, 4e-6
+# loss (and the loss of every later step): relative 1e-6 (~4 ulp of a loss
+#   near 3.6; worst seen 2.6e-7, later steps included: they only add the
+#   effect of weights that differ by ~1e-6 relative).
+LOSS_RTOL = 1e-6
+# gradients: |err| <= 1e-6 * G + 4e-6 * |ref|, G = the largest gradient
+#   element of the whole model. Backward rounding is relative to the terms
+#   summed, which are of the model's gradient scale, not to each result: the
+#   key bias gradient is exactly 0 in exact arithmetic (softmax ignores a
+#   shift of a score row), so both sides return rounding noise (~1e-11), and
+#   a per-tensor relative bound would demand agreement of noise. Worst
+#   seen: 3.1e-7 * G.
+GRAD_ATOL_SCALE, GRAD_RTOL = 1e-6, 4e-6
+# weights after the AdamW steps: per element
+#     |err| <= steps * WEIGHT_RTOL * |w| + WEIGHT_ATOL
+#              + lr * sum_t min(2, 2 d_t / (sqrt(v_hat_t) + eps))
+#   The first terms are the rounding of the update arithmetic, which
+#   accumulates over the steps: PyTorch decays with p *= fl(1 - lr*wd), whose
+#   rounding alone is up to u relative per step, and the multiply adds u
+#   (vkformer computes p - lr*wd*p, exact to ~1e-11). A weight of 1 has an
+#   ulp of 1.2e-7; worst seen 1 ulp, and 5e-7 relative after 10 steps of
+#   decay alone. The sum is what AdamW does with
+#   gradient errors: a step moves a weight by lr * m_hat / (sqrt(v_hat) + eps),
+#   so a gradient error d_t (the gradient bound above, at that step's
+#   gradient) changes the move by up to ~2 lr d_t / (sqrt(v_hat_t) + eps),
+#   and never by more than 2 lr (|m_hat| / sqrt(v_hat) stays near 1). For
+#   most elements this allowance is ~1e-5 lr per step; it reaches 2 lr only
+#   where the gradient is pure rounding noise (the key biases: their update
+#   direction is the sign of noise, on either side). Elements whose
+#   reference gradient is exactly 0 at every step (position rows past the
+#   sequence, tokens absent from every batch of an untied table) get no
+#   allowance when vkformer's first gradient is exactly 0 there too: both
+#   sides must then apply exactly the decay. Worst seen on normal
+#   elements: 8.6e-4 lr; on key biases 8.5e-3 lr.
+WEIGHT_RTOL, WEIGHT_ATOL = 1.5e-7, 1e-8  # WEIGHT_RTOL per step
+
+
+class Report:
+    def __init__(self):
+        self.lines, self.ok, self.worst = [], True, {}
+
+    def check(self, kind, what, got, want, bound):
+        got = got.detach().double().reshape(-1)
+        want = want.detach().double().reshape(-1)
+        bound = bound.detach().double().reshape(-1) if torch.is_tensor(bound) else \
+            torch.full_like(want, float(bound))
+        if got.shape != want.shape:
+            self.lines.append("%-58s SHAPE %s vs %s" % (what, tuple(got.shape), tuple(want.shape)))
+            self.ok = False
+            return
+        err = (got - want).abs()
+        bad = ~(err <= bound)  # NaN is bad
+        ratio = float((err / bound.clamp_min(1e-300)).max()) if err.numel() else 0.0
+        worst = float(err.max()) if err.numel() else 0.0
+        status = "ok" if not bool(bad.any()) else "%d OUT OF BOUNDS" % int(bad.sum())
+        self.lines.append("%-58s max err %.3e  err/bound %.3f  %s" % (what, worst, ratio, status))
+        if bad.any():
+            self.ok = False
+            for i in bad.nonzero().reshape(-1)[:5].tolist():
+                self.lines.append("    [%d] got %.9g want %.9g bound %.3g" %
+                                  (i, float(got[i]), float(want[i]), float(bound[i])))
+        w = self.worst.get(kind)
+        if w is None or ratio > w[0]:
+            self.worst[kind] = (ratio, worst, what)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True)
     ap.add_argument("--weights", required=True, help="the initial weights vkformer started from")
-    ap.add_argument("--dump", required=True, help="vkformer's dump (train --dump)")
+    ap.add_argument("--dump", required=True, help="ref_dump's dump.safetensors")
     ap.add_argument("--report", help="also write the report here")
     a = ap.parse_args()
     torch.manual_seed(0)
@@ -224,44 +290,61 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": wd},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=lr, betas=(b1, b2), eps=eps)
-    report, ok = [], True
-    # Tolerances. fp32 everywhere; vkformer and PyTorch sum in different
-    # orders (tiled GEMMs, workgroup reductions), so results differ by a few
-    # ulps times the reduction depth; over a few layers that is ~1e-5
-    # relative. Logits and loss get 1e-4 relative; gradients, which chain
-    # every op backwards, 1e-3 relative with an absolute floor of 1e-5 times
-    # the gradient's scale; weights after AdamW steps move by lr per step, and
-    # a near-zero second moment can amplify tiny gradient differences, so the
-    # bound is 1e-4 absolute (lr 1e-3 gives steps of about 1e-3).
+    rep = Report()
+    rep.lines.append("device %s; %d steps, lr %g, betas (%g, %g), eps %g, weight decay %g, "
+                     "clip %g" % (meta.get("device", "?"), steps, lr, b1, b2, eps, wd, clip))
     losses = []
+    allowance = {n: torch.zeros_like(p, dtype=torch.float64) for n, p in P.items()}
+    ever_nonzero = {n: torch.zeros_like(p, dtype=torch.bool) for n, p in P.items()}
     for s in range(steps):
         opt.zero_grad()
         logits = forward(cfg, P, inputs[s])
         loss = F.cross_entropy(logits.reshape(-1, cfg.V), targets[s].reshape(-1))
         loss.backward()
         losses.append(loss.item())
+        G = max(float(p.grad.abs().max()) for p in P.values())
         if s == 0:
-            ok &= compare(report, "logits (step 1)", dump["logits"].reshape(logits.shape), logits,
-                          1e-5, 1e-4)
-            ok &= compare(report, "loss (step 1)", dump["loss"].reshape(()), loss, 1e-6, 1e-5)
+            scale = float(logits.abs().max())
+            rep.check("logits", "logits (step 1)", dump["logits"].reshape(logits.shape), logits,
+                      LOGITS_ATOL_SCALE * scale + LOGITS_RTOL * logits.detach().abs())
+            rep.check("loss", "loss (step 1)", dump["loss"].reshape(()), loss,
+                      LOSS_RTOL * abs(loss.item()))
+            rep.lines.append("largest gradient element G = %.4g" % G)
             for name, p in P.items():
-                gscale = float(p.grad.abs().max()) + 1e-12
-                ok &= compare(report, "grad " + name, dump["grad." + name].reshape(p.shape),
-                              p.grad, 1e-5 * gscale, 1e-3)
+                rep.check("grad", "grad " + name, dump["grad." + name].reshape(p.shape), p.grad,
+                          GRAD_ATOL_SCALE * G + GRAD_RTOL * p.grad.abs())
+        factor = 1.0  # the clip factor scales the gradients and their errors alike
         if clip > 0:
-            torch.nn.utils.clip_grad_norm_(list(P.values()), clip)
+            norm = float(torch.nn.utils.clip_grad_norm_(list(P.values()), clip))
+            factor = min(1.0, clip / (norm + 1e-6))
+        for name, p in P.items():
+            ever_nonzero[name] |= p.grad != 0
         opt.step()
-    ok &= compare(report, "losses (%d steps)" % steps, dump["losses"].reshape(-1),
-                  torch.tensor(losses), 1e-5, 1e-4)
+        # what the gradient bound can do through this step's AdamW update
+        bc2 = 1.0 - b2 ** (s + 1)
+        for name, p in P.items():
+            d = factor * GRAD_ATOL_SCALE * G + GRAD_RTOL * p.grad.detach().double().abs()
+            vhat = opt.state[p]["exp_avg_sq"].double() / bc2
+            allowance[name] += lr * torch.clamp(2 * d / (vhat.sqrt() + eps), max=2.0)
+    rep.check("loss", "losses (%d steps)" % steps, dump["losses"].reshape(-1),
+              torch.tensor(losses), LOSS_RTOL * torch.tensor(losses).abs())
     for name, p in P.items():
-        ok &= compare(report, "weights after %d steps: %s" % (steps, name),
-                      dump["final." + name].reshape(p.shape), p, 1e-4, 1e-3)
-    text = "\n".join(report) + "\n%s\n" % ("PASS" if ok else "FAIL")
+        w = p.detach().double()
+        # exactly 0 on both sides (PyTorch at every step, vkformer at step 1)
+        exact = ~ever_nonzero[name] & (dump["grad." + name].reshape(p.shape) == 0)
+        allow = torch.where(exact, torch.zeros_like(w), allowance[name])
+        bound = steps * WEIGHT_RTOL * w.abs() + WEIGHT_ATOL + allow
+        rep.check("weights", "weights after %d steps: %s" % (steps, name),
+                  dump["final." + name].reshape(p.shape), p, bound)
+    rep.lines.append("worst per kind (err/bound, max err, where):")
+    for kind, (ratio, worst, what) in sorted(rep.worst.items()):
+        rep.lines.append("  %-8s %.3f  %.3e  %s" % (kind, ratio, worst, what))
+    text = "\n".join(rep.lines) + "\n%s\n" % ("PASS" if rep.ok else "FAIL")
     print(text)
     if a.report:
         with open(a.report, "w") as f:
             f.write(text)
-    return 0 if ok else 1
+    return 0 if rep.ok else 1
 
 
 if __name__ == "__main__":
