@@ -859,11 +859,11 @@ typedef struct vkf_gpt_config {
   float norm_eps; /* 0 = 1e-5 */
   vkf_mlp_kind mlp;
   vkf_pos_kind positions;
-  float rope_theta; /* 0 = 10000 */
+  float rope_theta; /* 0 = 10000; set to 10000 without RoPE */
   int bias;         /* biases on the linear layers and norms (GPT-2: 1) */
   int untied_head;  /* 1 = a separate LM head; 0 = tied to the token embedding */
   vkf_attn_kind attention;
-  uint32_t sliding_window; /* for VKF_ATTN_SLIDING */
+  uint32_t sliding_window; /* for VKF_ATTN_SLIDING; set to 0 otherwise */
 } vkf_gpt_config;
 
 /* Fills the defaults in and checks the config (error says which field). */
