@@ -994,7 +994,10 @@ typedef struct vkf_train_memory {
   uint64_t params, grads, optimizer, inputs;
   uint64_t activations;               /* planned: activations reuse dead ones' memory */
   uint64_t activations_without_reuse; /* the sum of every activation's size */
-  uint64_t total;                     /* device bytes of one training step */
+  /* device bytes of one training step: the above as allocated (rounded up),
+   * plus the scratch some kernels of the recorded step hold (Vulkan: a few
+   * KiB) */
+  uint64_t total;
 } vkf_train_memory;
 
 /* Builds the training step of `model` for the desc's batch shape: forward,
