@@ -74,8 +74,14 @@ static vkf_node new_node(vkf_graph *g, const char *name, vkf_arena arena, vkf_dt
     vkf_graph_fail(g, VKF_ERROR_INVALID_ARGUMENT, "%s: %u dimensions", name, ndim);
     return VKF_NODE_NONE;
   }
+  /* shape and name may point into the node table (another node's shape),
+   * which grow() may move: copy them first */
+  int64_t dims[VKF_MAX_DIMS];
+  char own_name[sizeof(g->nodes[0].name)];
+  snprintf(own_name, sizeof(own_name), "%s", name ? name : "");
   uint64_t elements = 1;
   for (uint32_t i = 0; i < ndim; i++) {
+    dims[i] = shape[i];
     if (shape[i] < 1 || shape[i] > (int64_t)UINT32_MAX) {
       vkf_graph_fail(g, VKF_ERROR_INVALID_ARGUMENT, "%s: dimension %u is %lld", name, i,
                      (long long)shape[i]);
@@ -93,12 +99,12 @@ static vkf_node new_node(vkf_graph *g, const char *name, vkf_arena arena, vkf_dt
   vkf_node id = g->n_nodes++;
   vkf_gnode *n = &g->nodes[id];
   memset(n, 0, sizeof(*n));
-  snprintf(n->name, sizeof(n->name), "%s", name ? name : "");
+  memcpy(n->name, own_name, sizeof(own_name));
   n->arena = arena;
   n->dtype = dtype;
   n->ndim = ndim;
   for (uint32_t i = 0; i < VKF_MAX_DIMS; i++)
-    n->shape[i] = i < ndim ? shape[i] : 1;
+    n->shape[i] = i < ndim ? dims[i] : 1;
   n->elements = elements;
   n->bytes = elements * vkf_dtype_size(dtype);
   n->first = n->last = -1;
@@ -295,7 +301,7 @@ vkf_status vkf_g_backward(vkf_graph *g, vkf_node loss) {
     vkf_g_fill(g, all, 0.0f);
   }
   char name[96];
-  snprintf(name, sizeof(name), "d%.90s", l->name);
+  snprintf(name, sizeof(name), "d%.90s", vkf_gn(g, loss)->name); /* l moved with the table */
   vkf_node dl = new_node(g, name, VKF_ARENA_ACTS, VKF_DTYPE_F32, vkf_gn(g, loss)->ndim,
                          vkf_gn(g, loss)->shape);
   if (!dl)
