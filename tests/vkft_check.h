@@ -12,8 +12,8 @@
  * one correctly rounded f32 operation. */
 #define VKFT_U32 (1.0 / 16777216.0)
 
-/* Collects every log line a context emits (thread-safe). WARN, ERROR and
- * VALIDATION lines are also printed to stderr. */
+/* Collects every log line a context emits (thread-safe). VALIDATION lines
+ * are also printed to stderr, every line with VKF_TEST_VERBOSE set. */
 #define VKFT_CAPTURE_LINES 256
 typedef struct vkft_capture {
   pthread_mutex_t mu;

@@ -91,6 +91,7 @@ typedef struct vkf_vk_memory {
   uint64_t allocated, used, peak;
   vkf_vk_block **blocks;
   uint32_t n_blocks, cap_blocks;
+  vkf_vk_block *scratch; /* a few device words for internal commands */
 } vkf_vk_memory;
 
 /* ------------------------------------------------------------------------ */
@@ -192,6 +193,9 @@ void vkf_vk_buffer_destroy(vkf_backend *be, vkf_buffer *buf);
 /* A host-visible staging block of at least `bytes`, mapped. */
 vkf_status vkf_vk_staging_create(vkf_vk *vk, uint64_t bytes, vkf_vk_block **out);
 void vkf_vk_block_free(vkf_vk *vk, vkf_vk_block *b);
+/* A small device block (256 bytes) for internal commands, made on first use,
+ * outside the tensor accounting; freed with the memory module. */
+vkf_status vkf_vk_scratch(vkf_vk *vk, vkf_vk_block **out);
 static inline VkDeviceAddress vkf_vk_addr(vkf_tref t) {
   return t.buf ? t.buf->block->address + t.buf->offset + t.offset : 0;
 }

@@ -298,22 +298,52 @@ vkf_status vkf_vk_dispatch_record(vkf_vk *vk, const vkf_vk_dispatch *d) {
   return after_command(vk, s, (uint8_t)d->kind);
 }
 
+static vkf_status copy_record(vkf_vk *vk, VkBuffer dst, uint64_t dst_off, vkf_vk_range *w,
+                              VkBuffer src, uint64_t src_off, vkf_vk_range *r, uint64_t bytes,
+                              uint8_t kind);
+
+/* vkCmdFillBuffer writes whole words only. A 16-bit tensor of odd length
+ * ends in half a word whose other half may belong to a neighbouring view:
+ * that tail is copied from a scratch word holding the pattern. */
 vkf_status vkf_vk_fill_record(vkf_vk *vk, vkf_tref dst, uint32_t bits) {
+  uint64_t words = dst.bytes & ~3ull, tail = dst.bytes - words;
   vkf_vk_slot *s = NULL;
   vkf_status st = begin(vk, &s);
-  vkf_vk_range w = range_of(dst);
-  w.end = w.begin + ((dst.bytes + 3) & ~3ull);
-  if (st == VKF_OK)
-    st = track(vk, s, NULL, 0, &w, 1);
   if (st != VKF_OK)
     return st;
-  vk->fn.vkCmdFillBuffer(s->cmd, dst.buf->block->buffer, dst.buf->offset + dst.offset,
-                         (dst.bytes + 3) & ~3ull, bits);
-  return after_command(vk, s, VKF_OP_FILL);
+  vkf_vk_range w = range_of(dst);
+  uint64_t off = dst.buf->offset + dst.offset;
+  if (words) {
+    w.end = w.begin + words;
+    st = track(vk, s, NULL, 0, &w, 1);
+    if (st != VKF_OK)
+      return st;
+    vk->fn.vkCmdFillBuffer(s->cmd, dst.buf->block->buffer, off, words, bits);
+    st = after_command(vk, s, tail ? 0xff : VKF_OP_FILL);
+    if (st != VKF_OK || !tail)
+      return st;
+  }
+  vkf_vk_block *scratch;
+  st = vkf_vk_scratch(vk, &scratch);
+  if (st == VKF_OK)
+    st = begin(vk, &s); /* after_command may have submitted */
+  vkf_vk_range sr = {scratch->address, scratch->address + 4};
+  if (st == VKF_OK)
+    st = track(vk, s, NULL, 0, &sr, 1);
+  if (st != VKF_OK)
+    return st;
+  vk->fn.vkCmdUpdateBuffer(s->cmd, scratch->buffer, 0, 4, &bits);
+  st = after_command(vk, s, 0xff);
+  if (st != VKF_OK)
+    return st;
+  vkf_vk_range tw = {w.begin + words, w.begin + words + tail};
+  return copy_record(vk, dst.buf->block->buffer, off + words, &tw, scratch->buffer, 0, &sr, tail,
+                     VKF_OP_FILL);
 }
 
 static vkf_status copy_record(vkf_vk *vk, VkBuffer dst, uint64_t dst_off, vkf_vk_range *w,
-                              VkBuffer src, uint64_t src_off, vkf_vk_range *r, uint64_t bytes) {
+                              VkBuffer src, uint64_t src_off, vkf_vk_range *r, uint64_t bytes,
+                              uint8_t kind) {
   vkf_vk_slot *s = NULL;
   vkf_status st = begin(vk, &s);
   if (st == VKF_OK)
@@ -322,7 +352,7 @@ static vkf_status copy_record(vkf_vk *vk, VkBuffer dst, uint64_t dst_off, vkf_vk
     return st;
   VkBufferCopy region = {src_off, dst_off, bytes};
   vk->fn.vkCmdCopyBuffer(s->cmd, src, dst, 1, &region);
-  return after_command(vk, s, 0xff);
+  return after_command(vk, s, kind);
 }
 
 static vkf_status hold_staging(vkf_vk *vk, vkf_vk_slot *s, vkf_vk_block *b) {
@@ -369,7 +399,7 @@ vkf_status vkf_vk_write(vkf_backend *be, vkf_tref dst, const void *src) {
     }
     vkf_vk_range w = {rng.begin + done, rng.begin + done + n};
     st = copy_record(vk, dst.buf->block->buffer, dst.buf->offset + dst.offset + done, &w,
-                     stg->buffer, 0, NULL, n);
+                     stg->buffer, 0, NULL, n, 0xff);
     if (st != VKF_OK)
       return st;
     done += n;
@@ -416,7 +446,7 @@ vkf_status vkf_vk_read(vkf_backend *be, vkf_tref src, void *dst) {
     }
     vkf_vk_range r = {rng.begin + done, rng.begin + done + n};
     st = copy_record(vk, stg->buffer, 0, NULL, src.buf->block->buffer,
-                     src.buf->offset + src.offset + done, &r, n);
+                     src.buf->offset + src.offset + done, &r, n, 0xff);
     if (st != VKF_OK)
       return st;
     /* copy_record may have auto-flushed: the readback belongs to the slot
@@ -437,5 +467,5 @@ vkf_status vkf_vk_copy(vkf_backend *be, vkf_tref dst, vkf_tref src) {
   vkf_vk_range r = range_of(src), w = range_of(dst);
   uint64_t bytes = (dst.bytes < src.bytes ? dst.bytes : src.bytes);
   return copy_record(vk, dst.buf->block->buffer, dst.buf->offset + dst.offset, &w,
-                     src.buf->block->buffer, src.buf->offset + src.offset, &r, bytes);
+                     src.buf->block->buffer, src.buf->offset + src.offset, &r, bytes, 0xff);
 }

@@ -343,8 +343,20 @@ void vkf_vk_buffer_destroy(vkf_backend *be, vkf_buffer *buf) {
   vkf_vk_block_free(vk, b);
 }
 
+vkf_status vkf_vk_scratch(vkf_vk *vk, vkf_vk_block **out) {
+  vkf_vk_memory *m = &vk->mem;
+  if (!m->scratch) {
+    vkf_status st = block_create(vk, 256, m->type_index, false, &m->scratch);
+    if (st != VKF_OK)
+      return st;
+  }
+  *out = m->scratch;
+  return VKF_OK;
+}
+
 void vkf_vk_memory_destroy(vkf_vk *vk) {
   vkf_vk_memory *m = &vk->mem;
+  vkf_vk_block_free(vk, m->scratch);
   for (uint32_t i = 0; i < m->n_blocks; i++)
     vkf_vk_block_free(vk, m->blocks[i]);
   vkf_free(vk->base.env, m->blocks);
