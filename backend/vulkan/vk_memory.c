@@ -9,7 +9,6 @@
 #define ALIGN 256u
 #define FIRST_BLOCK (32ull << 20)
 #define MAX_BLOCK (256ull << 20)
-#define STAGING_MIN (16ull << 20)
 
 static uint64_t align_up(uint64_t v, uint64_t a) {
   return (v + a - 1) / a * a;
@@ -151,7 +150,7 @@ void vkf_vk_block_free(vkf_vk *vk, vkf_vk_block *b) {
 }
 
 vkf_status vkf_vk_staging_create(vkf_vk *vk, uint64_t bytes, vkf_vk_block **out) {
-  uint64_t size = align_up(bytes > STAGING_MIN ? bytes : STAGING_MIN, 1u << 20);
+  uint64_t size = align_up(bytes > VKF_VK_STAGING_MIN ? bytes : VKF_VK_STAGING_MIN, 1u << 20);
   vkf_status st = block_create(vk, size, vk->mem.staging_type_index, true, out);
   if (st == VKF_OK)
     (*out)->staging = true;
