@@ -4,6 +4,7 @@
  * system Vulkan loader itself: a static vkformer must not clash with it. */
 #include <vkformer.h>
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +53,24 @@ static int run(const char *device) {
   return bad;
 }
 
+/* Sanitizer builds only (VKFT_PIN_LIBS, see tests/vkft_pin.c): keep the
+ * Vulkan driver loaded so LeakSanitizer can tell its allocations apart. */
+static void pin_libraries(void) {
+  const char *list = getenv("VKFT_PIN_LIBS");
+  char buf[1024];
+  if (!list || !*list)
+    return;
+  snprintf(buf, sizeof(buf), "%s", list);
+  for (char *p = buf, *end; p && *p; p = end ? end + 1 : NULL) {
+    end = strchr(p, ':');
+    if (end)
+      *end = 0;
+    dlopen(p, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+  }
+}
+
 int main(void) {
+  pin_libraries();
   uint32_t n = 0;
   if (vkf_enumerate_devices(NULL, NULL, 0, &n) != VKF_OK || n < 1)
     return 1;

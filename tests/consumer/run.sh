@@ -56,11 +56,11 @@ cflags=$(pkg-config --cflags vkformer)
 libs=$(pkg-config --libs vkformer)
 # shellcheck disable=SC2086
 "$cc" $extra -std=c11 -DCONSUMER_KIND='"pkg-config"' $cflags "$src/main.c" -o "$work/consumer_pc" \
-  $libs -lm -Wl,-rpath,"$lib"
+  $libs -lm -ldl -Wl,-rpath,"$lib"
 "$work/consumer_pc"
 static_libs=$(pkg-config --static --libs vkformer | sed 's/-lvkformer\b/-l:libvkformer.a/')
 # shellcheck disable=SC2086
 "$cc" $extra -std=c11 -DVKF_STATIC -DCONSUMER_KIND='"pkg-config-static"' $cflags "$src/main.c" \
-  -o "$work/consumer_pc_static" $static_libs -lm
+  -o "$work/consumer_pc_static" $static_libs -lm -ldl
 "$work/consumer_pc_static"
 echo "== all consumers ok"
