@@ -1207,6 +1207,77 @@ static void test_memory_stats(void **state) {
   }
 }
 
+/* The device sub-allocator under churn: every tensor holds its own pattern,
+ * which must survive any sequence of creations and destructions. Freeing
+ * every other tensor of a back-to-back run leaves more free ranges in a
+ * block than it ever had before. */
+static void fill_pattern(float *x, size_t n, uint32_t tag) {
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float)(tag * 8191u + (uint32_t)i % 8191u);
+}
+
+static void test_suballocation_churn(void **state) {
+  (void)state;
+  vkf_context *ctxs[2] = {vkft_vulkan(), vkft_cpu()};
+  for (int k = 0; k < 2; k++) {
+    vkf_context *ctx = ctxs[k];
+    enum { N = 400 };
+    vkf_tensor t[N];
+    size_t len[N];
+    uint32_t tag[N];
+    bool live[N] = {false};
+    float *buf = vkft_alloc(8192), *got = vkft_alloc(8192);
+    /* 40 tensors of 256 bytes back to back, then every other one freed */
+    for (int i = 0; i < 40; i++) {
+      len[i] = 64;
+      tag[i] = (uint32_t)i;
+      int64_t s[1] = {64};
+      fill_pattern(buf, 64, tag[i]);
+      t[i] = vkft_tensor_from(ctx, 1, s, buf);
+      live[i] = true;
+    }
+    for (int i = 1; i < 40; i += 2) {
+      VKFT_OK(vkf_tensor_destroy(ctx, t[i]));
+      live[i] = false;
+    }
+    /* then random churn */
+    vkft_rng rng = vkft_rng_seed(77);
+    uint32_t next_tag = 1000;
+    for (int step = 0; step < 600; step++) {
+      int i = (int)vkft_uniform(&rng, 0, N - 0.001f);
+      if (live[i]) {
+        VKFT_OK(vkf_tensor_destroy(ctx, t[i]));
+        live[i] = false;
+      } else {
+        len[i] = 1 + (size_t)vkft_uniform(&rng, 0, 8000);
+        tag[i] = next_tag++;
+        int64_t s[1] = {(int64_t)len[i]};
+        fill_pattern(buf, len[i], tag[i]);
+        t[i] = vkft_tensor_from(ctx, 1, s, buf);
+        live[i] = true;
+      }
+    }
+    size_t bad = 0;
+    for (int i = 0; i < N; i++) {
+      if (!live[i])
+        continue;
+      vkft_read(ctx, t[i], got, len[i]);
+      fill_pattern(buf, len[i], tag[i]);
+      if (memcmp(got, buf, len[i] * sizeof(float)) != 0 && bad++ < 5)
+        fprintf(stderr, "  tensor %d (%zu elements, tag %u) was overwritten\n", i, len[i], tag[i]);
+      VKFT_OK(vkf_tensor_destroy(ctx, t[i]));
+    }
+    assert_int_equal(bad, 0);
+    vkf_memory_stats ms;
+    VKFT_OK(vkf_memory_stats_get(ctx, &ms));
+    assert_int_equal(ms.tensors, 0);
+    assert_int_equal(ms.device_bytes_used, 0);
+    free(buf);
+    free(got);
+    vkft_destroy(ctx);
+  }
+}
+
 static void test_out_of_memory(void **state) {
   (void)state;
   vkf_context_desc d = {.memory_limit = 64 * MiB};
@@ -1779,6 +1850,7 @@ int main(void) {
       cmocka_unit_test(test_tensor_errors),
       cmocka_unit_test(test_views),
       cmocka_unit_test(test_memory_stats),
+      cmocka_unit_test(test_suballocation_churn),
       cmocka_unit_test(test_out_of_memory),
       cmocka_unit_test(test_huge_tensor),
       cmocka_unit_test(test_force_staging),

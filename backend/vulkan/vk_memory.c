@@ -157,8 +157,22 @@ vkf_status vkf_vk_staging_create(vkf_vk *vk, uint64_t bytes, vkf_vk_block **out)
   return st;
 }
 
-/* First fit inside one block; returns false when it has no room. */
+/* First fit inside one block; returns false when it has no room (or the
+ * free list cannot grow).
+ * Free ranges are kept merged, so a live range separates any two of them:
+ * there are never more than live + 1. Reserving that many entries here, where
+ * failure can be reported, means block_give never has to grow the list
+ * (freeing every other tensor of a back-to-back run creates more free
+ * ranges than the block ever had). */
 static bool block_take(vkf_vk *vk, vkf_vk_block *b, uint64_t size, uint64_t *offset) {
+  if (b->cap_free < b->live + 2) {
+    uint32_t cap = b->cap_free * 2 > b->live + 2 ? b->cap_free * 2 : b->live + 2;
+    vkf_vk_free_range *nf = vkf_realloc(vk->base.env, b->free, cap * sizeof(*nf));
+    if (!nf)
+      return false;
+    b->free = nf;
+    b->cap_free = cap;
+  }
   for (uint32_t i = 0; i < b->n_free; i++) {
     vkf_vk_free_range *f = &b->free[i];
     uint64_t start = align_up(f->offset, ALIGN);
@@ -166,16 +180,7 @@ static bool block_take(vkf_vk *vk, vkf_vk_block *b, uint64_t size, uint64_t *off
       continue;
     uint64_t end = start + size, f_end = f->offset + f->size;
     if (start > f->offset && end < f_end) {
-      /* split into two free ranges */
-      if (b->n_free == b->cap_free) {
-        uint32_t cap = b->cap_free * 2;
-        vkf_vk_free_range *nf = vkf_realloc(vk->base.env, b->free, cap * sizeof(*nf));
-        if (!nf)
-          return false;
-        b->free = nf;
-        b->cap_free = cap;
-        f = &b->free[i];
-      }
+      /* split into two free ranges (room reserved above) */
       memmove(&b->free[i + 2], &b->free[i + 1], (b->n_free - i - 1) * sizeof(*f));
       b->free[i + 1] = (vkf_vk_free_range){end, f_end - end};
       f->size = start - f->offset;
@@ -197,8 +202,8 @@ static bool block_take(vkf_vk *vk, vkf_vk_block *b, uint64_t size, uint64_t *off
 }
 
 static void block_give(vkf_vk_block *b, uint64_t offset, uint64_t size) {
-  /* insert sorted, then merge with neighbours; capacity always suffices
-   * because a live range separates free ones */
+  /* insert sorted, then merge with neighbours; block_take reserved room for
+   * live + 1 free ranges, which is the most there can be */
   uint32_t i = 0;
   while (i < b->n_free && b->free[i].offset < offset)
     i++;
