@@ -1493,6 +1493,51 @@ static void test_staging_memory_bounded(void **state) {
   vkft_destroy(ctx);
 }
 
+/* Host transfers are ordered with recorded ops: a write waits for earlier
+ * ops that read or write the tensor, a read for those that write it. */
+static void host_ordering_case(vkf_context *ctx) {
+  enum { N = 4096 };
+  int64_t s[1] = {N};
+  float a[N], b[N], y[N];
+  for (int i = 0; i < N; i++) {
+    a[i] = (float)i;
+    b[i] = (float)(N - i);
+  }
+  vkf_tensor x = vkft_tensor_from(ctx, 1, s, a), t = vkft_tensor(ctx, 1, s);
+  VKFT_OK(vkf_scale(ctx, t, x, 2.0f));             /* reads x (recorded) */
+  VKFT_OK(vkf_tensor_write(ctx, x, b, sizeof(b))); /* must not overtake the read */
+  VKFT_OK(vkf_scale(ctx, x, x, 3.0f));             /* reads the new x */
+  VKFT_OK(vkf_tensor_write(ctx, t, a, sizeof(a))); /* overwrites t after its write */
+  VKFT_OK(vkf_add(ctx, t, t, x));                  /* a + 3b */
+  vkft_read(ctx, t, y, N);
+  for (int i = 0; i < N; i++)
+    assert_true(y[i] == a[i] + 3.0f * b[i]);
+  vkft_read(ctx, x, y, N);
+  for (int i = 0; i < N; i++)
+    assert_true(y[i] == 3.0f * b[i]);
+  /* a write of part of a tensor (a view) while an op on the rest is pending */
+  vkf_tensor lo = vkft_view(ctx, x, 0, 1, (int64_t[]){N / 2}),
+             hi = vkft_view(ctx, x, N / 2, 1, (int64_t[]){N / 2});
+  VKFT_OK(vkf_scale(ctx, hi, hi, 0.5f));
+  VKFT_OK(vkf_tensor_write(ctx, lo, a, sizeof(a) / 2));
+  vkft_read(ctx, x, y, N);
+  for (int i = 0; i < N; i++)
+    assert_true(y[i] == (i < N / 2 ? a[i] : 1.5f * b[i]));
+  VKFT_OK(vkf_tensor_destroy(ctx, lo));
+  VKFT_OK(vkf_tensor_destroy(ctx, hi));
+  VKFT_OK(vkf_tensor_destroy(ctx, x));
+  VKFT_OK(vkf_tensor_destroy(ctx, t));
+}
+
+static void test_host_ordering(void **state) {
+  (void)state;
+  vkf_context *ctxs[3] = {vkft_cpu(), vkft_vulkan(), vkft_vulkan_flags(VKF_CONTEXT_FORCE_STAGING)};
+  for (int k = 0; k < 3; k++) {
+    host_ordering_case(ctxs[k]);
+    vkft_destroy(ctxs[k]);
+  }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Profiling                                                                */
 /* ------------------------------------------------------------------------ */
@@ -1552,15 +1597,36 @@ static void profile_case(vkf_context *ctx) {
   assert_true(t[0].total_ms > 0);
 }
 
+/* Many ops in a row: more than one command buffer's worth (1024), every
+ * one counted. */
+static void profile_many(vkf_context *ctx) {
+  VKFT_OK(vkf_profile_reset(ctx));
+  int64_t s[1] = {16};
+  vkf_tensor a = vkft_tensor(ctx, 1, s);
+  VKFT_OK(vkf_tensor_fill(ctx, a, 1.0f));
+  enum { OPS = 1100 };
+  for (int i = 0; i < OPS; i++)
+    VKFT_OK(vkf_scale(ctx, a, a, 1.0f));
+  vkf_op_time t[4];
+  uint32_t n = 0;
+  VKFT_OK(vkf_profile_read(ctx, t, 4, &n));
+  const vkf_op_time *sc = find_op(t, n, "scale");
+  assert_non_null(sc);
+  assert_int_equal(sc->count, OPS);
+  VKFT_OK(vkf_tensor_destroy(ctx, a));
+}
+
 static void test_profile(void **state) {
   (void)state;
   vkf_context_desc d = {.device = "cpu", .flags = VKF_CONTEXT_PROFILE};
   vkf_context *ctx = NULL;
   VKFT_OK(vkf_context_create(&d, &ctx));
   profile_case(ctx);
+  profile_many(ctx);
   vkf_context_destroy(ctx);
   ctx = vkft_vulkan_flags(VKF_CONTEXT_PROFILE);
   profile_case(ctx);
+  profile_many(ctx);
   vkft_destroy(ctx);
   /* without the flag */
   vkf_context *plain = vkft_cpu();
@@ -1855,6 +1921,7 @@ int main(void) {
       cmocka_unit_test(test_huge_tensor),
       cmocka_unit_test(test_force_staging),
       cmocka_unit_test(test_staging_memory_bounded),
+      cmocka_unit_test(test_host_ordering),
       cmocka_unit_test(test_profile),
       cmocka_unit_test(test_pipeline_cache),
       cmocka_unit_test(test_fill),

@@ -239,12 +239,13 @@ static void test_elementwise_2d_grid(void **state) {
   vkft_destroy(cpu);
 }
 
-/* A chain of dependent in-place ops in one submission: the barrier tracking
- * must order each after the previous. */
+/* A chain of dependent in-place ops: the barrier tracking must order each
+ * after the previous, also across the automatic submit every 1024 commands
+ * (1050 commands here). */
 static void test_elementwise_chain(void **state) {
   (void)state;
   vkf_context *vk = vkft_vulkan();
-  enum { N = 1000, STEPS = 50 };
+  enum { N = 1000, STEPS = 350 };
   vkft_rng rng = vkft_rng_seed(14);
   float x0[N], y0[N];
   vkft_fill_uniform(&rng, x0, N, -1, 1);
