@@ -334,13 +334,14 @@ vkf_status vkf_vk_fill_record(vkf_vk *vk, vkf_tref dst, uint32_t bits) {
     if (st != VKF_OK || !tail)
       return st;
   }
-  vkf_vk_block *scratch;
+  vkf_vk_block *scratch = NULL;
   st = vkf_vk_scratch(vk, &scratch);
   if (st == VKF_OK)
     st = begin(vk, &s); /* after_command may have submitted */
+  if (st != VKF_OK)
+    return st;
   vkf_vk_range sr = {scratch->address, scratch->address + 4};
-  if (st == VKF_OK)
-    st = track(vk, s, NULL, 0, &sr, 1);
+  st = track(vk, s, NULL, 0, &sr, 1);
   if (st != VKF_OK)
     return st;
   vk->fn.vkCmdUpdateBuffer(s->cmd, scratch->buffer, 0, 4, &bits);
