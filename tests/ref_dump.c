@@ -17,7 +17,7 @@
  * DIR/dump.safetensors with
  *   logits [B, T, V] and loss [1] of step 1 (VKF_TRAIN_KEEP_LOGITS),
  *   grad.<name> of every parameter at step 1 (before clipping),
- *   losses [N], final.<name> after N steps,
+ *   losses [N], grad_norms [N] (before clipping), final.<name> after N steps,
  *   inputs, targets [N, B, T] (i32),
  * and string metadata steps, lr, beta1, beta2, eps, weight_decay, grad_clip,
  * batch, seq_len, device. The schedule is constant without warm-up.
@@ -132,7 +132,7 @@ int main(int argc, char **argv) {
   vkf_context *ctx = NULL;
   vkf_gpt *model = NULL;
   vkf_trainer *tr = NULL;
-  float *grads = NULL, *finals = NULL, *logits = NULL, *losses = NULL;
+  float *grads = NULL, *finals = NULL, *logits = NULL, *losses = NULL, *norms = NULL;
   int32_t *inputs = NULL, *targets = NULL;
   vkf_named_array *arrays = NULL;
   char **names = NULL;
@@ -197,9 +197,10 @@ int main(int argc, char **argv) {
   targets = malloc(steps * bt * sizeof(int32_t));
   logits = malloc(bt * V * sizeof(float));
   losses = malloc(steps * sizeof(float));
-  arrays = calloc(2 * n_tensors + 5, sizeof(*arrays));
+  norms = malloc(steps * sizeof(float));
+  arrays = calloc(2 * n_tensors + 6, sizeof(*arrays));
   names = calloc(2 * n_tensors, sizeof(char *));
-  if (!inputs || !targets || !logits || !losses || !arrays || !names) {
+  if (!inputs || !targets || !logits || !losses || !norms || !arrays || !names) {
     fprintf(stderr, "ref_dump: out of memory\n");
     goto fail;
   }
@@ -217,6 +218,7 @@ int main(int argc, char **argv) {
     vkf_step_info si;
     CHECK(vkf_trainer_step(tr, inputs + s * bt, targets + s * bt, &si));
     losses[s] = si.loss;
+    norms[s] = si.grad_norm;
     fprintf(stderr, "step %u: loss %.7f grad norm %.6g lr %g\n", s + 1, (double)si.loss,
             (double)si.grad_norm, (double)si.lr);
     if (s == 0) {
@@ -232,6 +234,7 @@ int main(int argc, char **argv) {
   arrays[n++] = (vkf_named_array){"logits", VKF_DTYPE_F32, 3, {batch, seq, V}, logits};
   arrays[n++] = (vkf_named_array){"loss", VKF_DTYPE_F32, 1, {one}, &loss1};
   arrays[n++] = (vkf_named_array){"losses", VKF_DTYPE_F32, 1, {steps}, losses};
+  arrays[n++] = (vkf_named_array){"grad_norms", VKF_DTYPE_F32, 1, {steps}, norms};
   arrays[n++] = (vkf_named_array){"inputs", VKF_DTYPE_I32, 3, {steps, batch, seq}, inputs};
   arrays[n++] = (vkf_named_array){"targets", VKF_DTYPE_I32, 3, {steps, batch, seq}, targets};
   for (uint32_t i = 0; i < n_tensors; i++) {
@@ -283,6 +286,7 @@ fail:
   free(finals);
   free(logits);
   free(losses);
+  free(norms);
   free(cfg_out);
   free(w_out);
   free(dump_out);
