@@ -18,21 +18,22 @@
  *   reloaded (model files and checkpoint) it predicts identical logits.
  *
  * Tolerances (CPU vs Vulkan). scripts/torch_reference.py bounds each backend
- * against PyTorch; both stay within a quarter of those bounds (see the
- * tests/torch_ref reports), so their difference is bounded by the sum:
- * - loss, every step: relative 2e-6 (worst measured: see LOSS_RTOL).
+ * against PyTorch (loss 1e-6 relative, gradients 1e-6 * G + 4e-6 * |g|);
+ * both stay within a third of those bounds (tests/torch_ref reports), so
+ * their difference is bounded by the sum:
+ * - loss, every step: relative 2e-6. Measured: 1.3e-7.
  * - step-1 gradients: |d| <= 2e-6 * G + 8e-6 * |ref|, G the largest gradient
  *   element (rounding is relative to the summed terms, i.e. to G; a key
  *   bias gradient is exactly 0 in exact arithmetic and rounding noise on
- *   both).
- * - weights after the steps: the run is short and Adam's step-1 update is
- *   lr * g / (|g| + eps), so an element whose gradient is rounding noise
- *   (the key biases) may move by up to lr per step in either direction on
- *   either backend: |d| <= 1e-6 * |w| + 1e-8 + (2 * lr * steps for elements
- *   whose step-1 gradient is below 1e-5 * G, else 1e-3 * lr * steps).
- *   1e-3 lr per step is ~10x the largest error AdamW made of the measured
- *   gradient differences (|g| >= 1e-5 G, dg <= 3e-7 G, update error
- *   ~ lr * dg / |g|).
+ *   both). Measured: 1.8e-7 * G.
+ * - weights after the steps: what the gradient bound dg can do through
+ *   AdamW. A step moves a weight by lr * m_hat / (sqrt(v_hat) + eps); an
+ *   error dg changes that by ~2 lr dg / sqrt(v_hat), and by at most 2 lr
+ *   (the normalised step is about +-1 on either backend; the key biases,
+ *   whose gradient is rounding noise, move by the sign of noise). With the
+ *   step-1 |g| for sqrt(v_hat):
+ *   |d| <= 1e-6 * |w| + 1e-8 + lr * steps * min(2, 2 dg / (|g| + eps)).
+ *   Measured: at most 0.24 of that bound.
  */
 #include "test_util.h"
 
@@ -178,19 +179,21 @@ static void cpu_vs_vulkan(const vkf_gpt_config *cfg) {
         fprintf(stderr, "  grad[%llu]: cpu %.9g vulkan %.9g\n", (unsigned long long)i,
                 (double)a.grads1[i], (double)b.grads1[i]);
     }
-    double allow = fabs(a.grads1[i]) < 1e-5 * G ? 2.0 * d.lr * STEPS : 1e-3 * d.lr * STEPS;
+    /* what the gradient bound can do through Adam, per step: 2 dg / |g|,
+     * at most 2 (|g| of step 1 standing for sqrt(v_hat)) */
+    double g1 = fabs(a.grads1[i]), dgb = GRAD_ATOL_G * G + GRAD_RTOL * g1;
+    double allow = d.lr * STEPS * fmin(2.0, 2 * dgb / (g1 + d.eps));
     double dw = fabs((double)a.final[i] - b.final[i]);
-    if (fabs(a.grads1[i]) >= 1e-5 * G)
-      worst_w = dw / d.lr > worst_w ? dw / d.lr : worst_w;
-    if (!(dw <= 1e-6 * fabs(a.final[i]) + 1e-8 + allow)) {
+    double bound = 1e-6 * fabs(a.final[i]) + 1e-8 + allow;
+    worst_w = dw / bound > worst_w ? dw / bound : worst_w;
+    if (!(dw <= bound)) {
       if (bad++ < 5)
         fprintf(stderr, "  weight[%llu]: cpu %.9g vulkan %.9g\n", (unsigned long long)i,
                 (double)a.final[i], (double)b.final[i]);
     }
   }
   fprintf(stderr,
-          "  cpu vs vulkan: loss rel %.3g, grad %.3g G (G = %.3g), weights %.3g lr "
-          "(non-noise elements)\n",
+          "  cpu vs vulkan: loss rel %.3g, grad %.3g G (G = %.3g), weights %.3g of the bound\n",
           worst_loss, worst_g, G, worst_w);
   assert_int_equal(bad, 0);
   free(a.grads1);
