@@ -2,9 +2,14 @@
  *
  * - CPU and Vulkan agree over several steps, for a GPT-2 style and a Llama
  *   style model (losses, first gradients, final weights).
+ * - The CPU backend's results do not depend on its thread count; eval
+ *   gives the loss the next step reports and changes nothing.
  * - A checkpoint mid-run, resumed in a fresh context, model and trainer,
  *   continues bit for bit like the uninterrupted run (same backend), with
- *   the warm-up + cosine schedule picking up where it was.
+ *   the warm-up + cosine schedule picking up where it was; Vulkan through
+ *   staging buffers trains bit for bit like mapped memory; a CPU checkpoint
+ *   resumes on Vulkan.
+ * - A model's own checkpoint loads whatever unused config fields it has.
  * - Bad checkpoints (another config, truncated, not a checkpoint, missing or
  *   mis-sized optimizer state, bad step) fail with their statuses and change
  *   nothing: weights, step count and optimizer state (the next step equals
@@ -55,6 +60,19 @@ static const char *path(const char *name) {
   char *b = bufs[k++ % 8];
   snprintf(b, 256, "%s/%s", dir, name);
   return b;
+}
+
+static char *slurp(const char *p, size_t *n) {
+  FILE *f = fopen(p, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  *n = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *d = malloc(*n + 1);
+  assert_non_null(d);
+  assert_int_equal(fread(d, 1, *n, f), *n);
+  fclose(f);
+  return d;
 }
 
 /* GPT-2 style (layernorm, GELU, learned positions, biases, tied head) and
@@ -262,6 +280,47 @@ static void test_cpu_threads_and_eval(void **state) {
   }
 }
 
+/* Vulkan with device-local memory behind staging copies (the discrete-GPU
+ * path: batch writes, loss and norm reads, checkpoints go through staging
+ * buffers at arena offsets) trains bit for bit like the mapped path. */
+static vkf_context *vulkan_staging(void) {
+  return vkft_vulkan_flags(VKF_CONTEXT_FORCE_STAGING);
+}
+
+static void test_vulkan_staging(void **state) {
+  (void)state;
+  float losses[2][STEPS];
+  float *params[2];
+  uint64_t n = 0;
+  for (int k = 0; k < 2; k++) {
+    vkf_context *ctx = k ? vulkan_staging() : vkft_vulkan();
+    vkf_gpt *m;
+    VKFT_OK(vkf_gpt_create(ctx, &llama, 6, &m));
+    vkf_train_desc d = desc_for();
+    vkf_trainer *tr;
+    VKFT_OK(vkf_trainer_create(m, &d, &tr));
+    run_steps(tr, llama.vocab_size, 0, 3, losses[k]);
+    const char *ck = path(k ? "staged.safetensors" : "mapped.safetensors");
+    VKFT_OK(vkf_trainer_save(tr, ck, NULL, NULL, 0));
+    VKFT_OK(vkf_trainer_load(tr, ck));
+    run_steps(tr, llama.vocab_size, 3, 4, losses[k]);
+    params[k] = read_params(m);
+    n = vkf_gpt_flat_size(m);
+    vkf_trainer_destroy(tr);
+    vkf_gpt_destroy(m);
+    vkft_destroy(ctx);
+  }
+  assert_memory_equal(losses[0], losses[1], 4 * sizeof(float));
+  assert_memory_equal(params[0], params[1], n * sizeof(float));
+  size_t na, nb;
+  char *a = slurp(path("mapped.safetensors"), &na), *b = slurp(path("staged.safetensors"), &nb);
+  assert_true(na == nb && !memcmp(a, b, na));
+  free(a);
+  free(b);
+  free(params[0]);
+  free(params[1]);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Checkpoint and resume                                                    */
 /* ------------------------------------------------------------------------ */
@@ -349,23 +408,47 @@ static void test_resume_vulkan(void **state) {
   resume(vkft_vulkan, &llama);
 }
 
+/* A checkpoint is backend-independent: saved on the CPU, resumed on Vulkan,
+ * the run continues like the CPU's own (within the CPU-vs-Vulkan loss
+ * tolerance). */
+static void test_resume_across_backends(void **state) {
+  (void)state;
+  vkf_context *vk = vkft_vulkan(), *cpu = vkft_cpu();
+  const uint32_t V = gpt2.vocab_size;
+  vkf_train_desc d = desc_for();
+  float on_cpu[STEPS], on_vk[STEPS];
+  vkf_gpt *m;
+  vkf_trainer *tr;
+  VKFT_OK(vkf_gpt_create(cpu, &gpt2, 5, &m));
+  VKFT_OK(vkf_trainer_create(m, &d, &tr));
+  run_steps(tr, V, 0, SPLIT, on_cpu);
+  VKFT_OK(vkf_trainer_save(tr, path("cpu_ckpt.safetensors"), NULL, NULL, 0));
+  run_steps(tr, V, SPLIT, STEPS, on_cpu);
+  vkf_trainer_destroy(tr);
+  vkf_gpt_destroy(m);
+  VKFT_OK(vkf_gpt_create(vk, &gpt2, 77, &m));
+  VKFT_OK(vkf_trainer_create(m, &d, &tr));
+  VKFT_OK(vkf_trainer_load(tr, path("cpu_ckpt.safetensors")));
+  run_steps(tr, V, SPLIT, STEPS, on_vk);
+  assert_int_equal(vkft_compare_f("losses after resuming on Vulkan", on_vk + SPLIT, on_cpu + SPLIT,
+                                  STEPS - SPLIT, 0, LOSS_RTOL),
+                   0);
+  vkf_trainer_destroy(tr);
+  vkf_gpt_destroy(m);
+  vkft_destroy(vk);
+  vkft_destroy(cpu);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Bad checkpoints change nothing                                           */
 /* ------------------------------------------------------------------------ */
 static void copy_prefix(const char *from, const char *to, long keep_fraction_percent) {
-  FILE *f = fopen(from, "rb");
+  size_t n;
+  char *d = slurp(from, &n);
+  FILE *f = fopen(to, "wb");
   assert_non_null(f);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *d = malloc((size_t)n);
-  assert_non_null(d);
-  assert_int_equal(fread(d, 1, (size_t)n, f), (size_t)n);
-  fclose(f);
-  f = fopen(to, "wb");
-  assert_non_null(f);
-  long k = n * keep_fraction_percent / 100;
-  assert_int_equal(fwrite(d, 1, (size_t)k, f), (size_t)k);
+  size_t k = n * (size_t)keep_fraction_percent / 100;
+  assert_int_equal(fwrite(d, 1, k, f), k);
   fclose(f);
   free(d);
 }
@@ -915,6 +998,8 @@ int main(void) {
       cmocka_unit_test(test_cpu_threads_and_eval),
       cmocka_unit_test(test_resume_cpu),
       cmocka_unit_test(test_resume_vulkan),
+      cmocka_unit_test(test_vulkan_staging),
+      cmocka_unit_test(test_resume_across_backends),
       cmocka_unit_test(test_checkpoint_errors),
       cmocka_unit_test(test_checkpoint_own_config),
       cmocka_unit_test(test_memory_cpu),
