@@ -58,3 +58,5 @@ vkf_shader(adamw optim_adamw.comp)
 vkf_shader(grad_norm optim_grad_norm.comp)
 vkf_shader(grad_norm_final optim_grad_norm.comp FINAL)
 vkf_shader(clip_grads optim_clip.comp)
+# ---- infer: inference: KV-cache writes ----
+vkf_shader(kv_write infer.comp)
