@@ -99,6 +99,7 @@ bool vkf_contains_nocase(const char *haystack, const char *needle);
   X(CLIP_GRADS, "clip_grads")                                                                      \
   /* ---- infer ---- */                                                                            \
   X(KV_WRITE, "kv_write")                                                                          \
+  X(MATVEC, "matvec")                                                                              \
   /* end */
 
 typedef enum vkf_op_kind {

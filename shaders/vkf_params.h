@@ -330,6 +330,12 @@ struct vkf_kv_write_params {
   VKF_U32 Wk, Wv;
   VKF_U32 flags;
 };
+/* matvec: the products of a decoding step, c = alpha * a . op(b) (+ beta * c)
+ * (+ bias) for a few rows of a (M <= VKF_MATVEC_MAX_M): one pass over b.
+ * Takes vkf_matmul_params with batch 1 and no VKF_MM_TRANS_A (the steps'
+ * one-row products: each row is one sequence's token). operands as matmul:
+ * 0 c, 1 a, 2 b, 3 bias (optional). */
+#define VKF_MATVEC_MAX_M 8u
 
 #ifndef VKF_GLSL
 typedef struct vkf_matmul_params vkf_matmul_params;

@@ -36,11 +36,10 @@ static void gemm_nt(uint32_t M, uint32_t N, uint32_t K, float alpha, const float
   if (!M || !N)
     return;
 #ifdef VKF_HAVE_CBLAS
-  if (K && M == 1) { /* one query row (decoding): sgemv is several times faster */
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, alpha, B, (int)ldb, A, 1, 0.0f, C, 1);
-    return;
-  }
-  if (K) {
+  /* one query row (decoding) runs the loops below: OpenBLAS's sgemm is
+   * several times slower there, and its threads' wake-ups cost more than
+   * such a product */
+  if (K && M > 1) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda,
                 B, (int)ldb, 0.0f, C, (int)ldc);
     return;
@@ -70,12 +69,7 @@ static void gemm_nn(uint32_t M, uint32_t N, uint32_t K, const float *A, size_t l
   if (!M || !N)
     return;
 #ifdef VKF_HAVE_CBLAS
-  if (K && M == 1) {
-    cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)N, 1.0f, B, (int)ldb, A, 1,
-                accumulate ? 1.0f : 0.0f, C, 1);
-    return;
-  }
-  if (K) {
+  if (K && M > 1) { /* one row: the loops below (see gemm_nt) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A,
                 (int)lda, B, (int)ldb, accumulate ? 1.0f : 0.0f, C, (int)ldc);
     return;

@@ -208,6 +208,7 @@ vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op) {
     return vkf_vk_optim(vk, op);
   /* ---- infer ---- */
   case VKF_OP_KV_WRITE:
+  case VKF_OP_MATVEC:
     return vkf_vk_infer(vk, op);
   default:
     return vkf_fail(be->env, VKF_ERROR_UNSUPPORTED, "Vulkan backend: op %s not implemented",
