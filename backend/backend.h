@@ -206,9 +206,9 @@ struct vkf_backend {
   vkf_profile profile;
 };
 
-/* CPU backend. */
+/* CPU backend. memory_limit: cap on tensor bytes (0 = none). */
 vkf_status vkf_cpu_backend_create(vkf_env *env, uint32_t threads, bool profiling,
-                                  vkf_backend **out);
+                                  uint64_t memory_limit, vkf_backend **out);
 void vkf_cpu_device_info(uint32_t threads, vkf_device_info *out);
 uint32_t vkf_cpu_default_threads(void);
 

@@ -308,7 +308,8 @@ VKF_API vkf_status vkf_tensor_write(vkf_context *ctx, vkf_tensor tensor, const v
 VKF_API vkf_status vkf_tensor_read(vkf_context *ctx, vkf_tensor tensor, void *dst, size_t bytes);
 /* Set every element to `value` (converted to the dtype). */
 VKF_API vkf_status vkf_tensor_fill(vkf_context *ctx, vkf_tensor tensor, float value);
-/* dst = src; same dtype and element count. */
+/* dst = src; same dtype and element count. dst and src may be the same
+ * bytes (nothing happens) but must not otherwise overlap. */
 VKF_API vkf_status vkf_tensor_copy(vkf_context *ctx, vkf_tensor dst, vkf_tensor src);
 
 /* ------------------------------------------------------------------------ */

@@ -51,7 +51,9 @@ struct vkf_scale_params {
   VKF_F32 s;
 };
 
-/* fill: c[i] = bits (32-bit pattern). operands: 0 c */
+/* fill: c[i] = bits (32-bit pattern) for the n whole words; when the
+ * operand's byte size is not a multiple of 4 (16-bit dtypes, odd length),
+ * its last 2 bytes get the low half of bits. operands: 0 c */
 struct vkf_fill_params {
   VKF_U32 n;
   VKF_U32 bits;

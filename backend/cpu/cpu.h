@@ -14,6 +14,7 @@ typedef struct vkf_cpu {
   vkf_backend base;
   vkf_pool *pool;
   uint64_t bytes_used, bytes_peak;
+  uint64_t memory_limit; /* 0 = none */
   uint32_t buffers;
   vkf_program *capturing; /* non-NULL between capture_begin and capture_end */
 } vkf_cpu;
