@@ -26,13 +26,21 @@
 
 enum { RB = 32, CB = 32 }; /* rows / keys per task */
 
+/* The portable loops below also run one-row products (decoding) with BLAS:
+ * AVX-512 and AVX2+FMA clones on x86-64 with GCC, picked at run time. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define ATTN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define ATTN_CLONES
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Small products on raw pointers (row-major, leading dimensions in floats)  */
 /* ------------------------------------------------------------------------ */
 
 /* C[M, N] = alpha * A[M, K] . B[N, K]^T */
-static void gemm_nt(uint32_t M, uint32_t N, uint32_t K, float alpha, const float *A, size_t lda,
-                    const float *B, size_t ldb, float *C, size_t ldc) {
+ATTN_CLONES static void gemm_nt(uint32_t M, uint32_t N, uint32_t K, float alpha, const float *A,
+                                size_t lda, const float *B, size_t ldb, float *C, size_t ldc) {
   if (!M || !N)
     return;
 #ifdef VKF_HAVE_CBLAS
@@ -64,8 +72,8 @@ static void gemm_nt(uint32_t M, uint32_t N, uint32_t K, float alpha, const float
 }
 
 /* C[M, N] (+)= A[M, K] . B[K, N] */
-static void gemm_nn(uint32_t M, uint32_t N, uint32_t K, const float *A, size_t lda, const float *B,
-                    size_t ldb, float *C, size_t ldc, bool accumulate) {
+ATTN_CLONES static void gemm_nn(uint32_t M, uint32_t N, uint32_t K, const float *A, size_t lda,
+                                const float *B, size_t ldb, float *C, size_t ldc, bool accumulate) {
   if (!M || !N)
     return;
 #ifdef VKF_HAVE_CBLAS
