@@ -1247,9 +1247,10 @@ typedef int (*vkf_token_fn)(void *user, const vkf_token_event *event);
  * have stopped. vkf_session_cancel() makes it return VKF_ERROR_CANCELLED
  * within one step (prefill piece or decode step), every unfinished request
  * marked VKF_STOP_CANCELLED; tokens delivered so far stay in the sequences
- * (CONTINUE resumes). Errors in a request (ids outside the vocabulary, a
- * prompt longer than the room left, bad sample desc, repeated seq) fail
- * before anything runs with VKF_ERROR_INVALID_ARGUMENT. */
+ * (CONTINUE resumes), and a prompt cut in its prefill as far as it went.
+ * Errors in a request (ids outside the vocabulary, a prompt longer than the
+ * room left, bad sample desc, repeated seq) fail before anything runs with
+ * VKF_ERROR_INVALID_ARGUMENT. */
 VKF_API vkf_status vkf_session_generate(vkf_session *session, vkf_generate_request *requests,
                                         uint32_t n, vkf_token_fn fn, void *user);
 
