@@ -372,8 +372,8 @@ vkf_status vkf_infer_build(vkf_env *env, const vkf_gpt_config *cfg, const vkf_in
    * weight once in the matvec kernel instead of a tiled GEMM */
   for (uint32_t i = 0; i < g->n_steps; i++) {
     vkf_gstep *s = &g->steps[i];
-    if (s->kind == VKF_OP_MATMUL && s->p.matmul.batch == 1 &&
-        s->p.matmul.M <= VKF_MATVEC_MAX_M && !(s->p.matmul.flags & VKF_MM_TRANS_A))
+    if (s->kind == VKF_OP_MATMUL && s->p.matmul.batch == 1 && s->p.matmul.M <= VKF_MATVEC_MAX_M &&
+        !(s->p.matmul.flags & VKF_MM_TRANS_A))
       s->kind = VKF_OP_MATVEC;
   }
   return vkf_graph_status(g);

@@ -22,12 +22,8 @@
 static const char text[] = "the quick brown fox jumps over the lazy dog. ";
 
 static vkf_gpt_config model_config(void) {
-  vkf_gpt_config c = {.vocab_size = 256,
-                      .context_length = 80,
-                      .d_model = 64,
-                      .n_layer = 2,
-                      .n_head = 4,
-                      .bias = 1};
+  vkf_gpt_config c = {
+      .vocab_size = 256, .context_length = 80, .d_model = 64, .n_layer = 2, .n_head = 4, .bias = 1};
   return c;
 }
 
