@@ -97,6 +97,9 @@ bool vkf_contains_nocase(const char *haystack, const char *needle);
   X(ADAMW, "adamw")                                                                                \
   X(GRAD_NORM, "grad_norm")                                                                        \
   X(CLIP_GRADS, "clip_grads")                                                                      \
+  /* ---- infer ---- */                                                                            \
+  X(KV_WRITE, "kv_write")                                                                          \
+  X(MATVEC, "matvec")                                                                              \
   /* end */
 
 typedef enum vkf_op_kind {
@@ -146,6 +149,8 @@ typedef union vkf_op_params {
   vkf_adamw_params adamw;
   vkf_grad_norm_params grad_norm;
   vkf_clip_grads_params clip_grads;
+  /* ---- infer ---- */
+  vkf_kv_write_params kv_write;
 } vkf_op_params;
 
 typedef struct vkf_op {

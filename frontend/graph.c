@@ -66,22 +66,23 @@ static bool grow(vkf_graph *g, void **arr, uint32_t *cap, uint32_t n, size_t ele
   return true;
 }
 
-static vkf_node new_node(vkf_graph *g, const char *name, vkf_arena arena, vkf_dtype dtype,
-                         uint32_t ndim, const int64_t *shape) {
+static vkf_node new_node(vkf_graph *g, const char *name_in, vkf_arena arena, vkf_dtype dtype,
+                         uint32_t ndim, const int64_t *shape_in) {
   if (g->status != VKF_OK)
     return VKF_NODE_NONE;
+  /* name and shape may point into the node table (another node's), which
+   * grow() below may move: copy them first */
+  char name[sizeof(g->nodes[0].name)];
+  snprintf(name, sizeof(name), "%s", name_in ? name_in : "");
+  int64_t shape[VKF_MAX_DIMS] = {1, 1, 1, 1};
+  for (uint32_t i = 0; i < ndim && i < VKF_MAX_DIMS; i++)
+    shape[i] = shape_in[i];
   if (ndim < 1 || ndim > VKF_MAX_DIMS) {
     vkf_graph_fail(g, VKF_ERROR_INVALID_ARGUMENT, "%s: %u dimensions", name, ndim);
     return VKF_NODE_NONE;
   }
-  /* shape and name may point into the node table (another node's shape),
-   * which grow() may move: copy them first */
-  int64_t dims[VKF_MAX_DIMS];
-  char own_name[sizeof(g->nodes[0].name)];
-  snprintf(own_name, sizeof(own_name), "%s", name ? name : "");
   uint64_t elements = 1;
   for (uint32_t i = 0; i < ndim; i++) {
-    dims[i] = shape[i];
     if (shape[i] < 1 || shape[i] > (int64_t)UINT32_MAX) {
       vkf_graph_fail(g, VKF_ERROR_INVALID_ARGUMENT, "%s: dimension %u is %lld", name, i,
                      (long long)shape[i]);
@@ -99,12 +100,12 @@ static vkf_node new_node(vkf_graph *g, const char *name, vkf_arena arena, vkf_dt
   vkf_node id = g->n_nodes++;
   vkf_gnode *n = &g->nodes[id];
   memset(n, 0, sizeof(*n));
-  memcpy(n->name, own_name, sizeof(own_name));
+  memcpy(n->name, name, sizeof(n->name));
   n->arena = arena;
   n->dtype = dtype;
   n->ndim = ndim;
   for (uint32_t i = 0; i < VKF_MAX_DIMS; i++)
-    n->shape[i] = i < ndim ? dims[i] : 1;
+    n->shape[i] = i < ndim ? shape[i] : 1;
   n->elements = elements;
   n->bytes = elements * vkf_dtype_size(dtype);
   n->first = n->last = -1;

@@ -72,6 +72,9 @@ vkf_status vkf_cpu_cross_entropy_backward(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_adamw(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_grad_norm(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_clip_grads(vkf_cpu *cpu, const vkf_op *op);
+/* ---- infer ---- */
+vkf_status vkf_cpu_kv_write(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_matvec(vkf_cpu *cpu, const vkf_op *op);
 
 /* Matmul on raw pointers (used by other CPU ops too). */
 void vkf_cpu_matmul_f32(vkf_pool *pool, const vkf_matmul_params *p, float *c, const float *a,

@@ -47,6 +47,9 @@ static const vkf_cpu_op_fn op_table[VKF_OP_COUNT] = {
     [VKF_OP_ADAMW] = vkf_cpu_adamw,
     [VKF_OP_GRAD_NORM] = vkf_cpu_grad_norm,
     [VKF_OP_CLIP_GRADS] = vkf_cpu_clip_grads,
+    /* ---- infer ---- */
+    [VKF_OP_KV_WRITE] = vkf_cpu_kv_write,
+    [VKF_OP_MATVEC] = vkf_cpu_matvec,
 };
 
 uint32_t vkf_cpu_default_threads(void) {

@@ -313,5 +313,7 @@ vkf_status vkf_vk_attention(vkf_vk *vk, const vkf_op *op);
 vkf_status vkf_vk_xent(vkf_vk *vk, const vkf_op *op);
 /* ---- optim ---- */
 vkf_status vkf_vk_optim(vkf_vk *vk, const vkf_op *op);
+/* ---- infer ---- */
+vkf_status vkf_vk_infer(vkf_vk *vk, const vkf_op *op);
 
 #endif
