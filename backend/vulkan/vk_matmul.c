@@ -176,7 +176,10 @@ vkf_status vkf_vk_matmul(vkf_vk *vk, const vkf_op *op) {
   if (vec4_ok(vkf_vk_addr(op->t[0]), p->ldc, p->stride_c, p->batch) &&
       (!(p->flags & VKF_MM_BIAS) || vkf_vk_addr(op->t[3]) % 16 == 0))
     vec |= 4;
-  if (c.wide || vkf_vk_is_cpu_device(vk))
+  /* The 64-bit-word kernel has no vec4 epilogue; on llvmpipe the plain
+   * kernel's takes seconds to compile for no gain (every global access is a
+   * loop over the lanes anyway), unless a forced config asks for it. */
+  if (c.wide || (vkf_vk_is_cpu_device(vk) && !forced))
     vec &= 3;
   uint32_t spec[8] = {c.wg, c.bm, c.bn, c.bk, c.tm, c.tn, c.ku, vec};
 
