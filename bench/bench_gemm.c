@@ -226,7 +226,16 @@ static double kernel_time(vkf_context *pctx, const shape *s, const float *a, con
   return median(per, reps);
 }
 
-/* ---- --mix: matmuls through OpenBLAS interleaved with pool work ---- */
+/* ---- --mix: matmuls interleaved with pool work ----
+ * An MLP block on the CPU backend: h = x.w1 + b1, three elementwise ops over
+ * h on vkformer's thread pool, y = t.w2, a residual add. The elementwise ops
+ * are timed (CPU backend profile: host time per op) in three settings:
+ *   alone:           repeated without matmuls (warm caches);
+ *   after a matmul:  each batch right after a matmul, as in a model;
+ *   after a pause:   the same, but 0.2 s after the matmul, when library
+ *                    threads that wait for work by spinning have gone idle.
+ * "after a matmul" well above "after a pause" means threads left spinning by
+ * the matmul slow down the pool. */
 typedef struct mix_state {
   vkf_context *ctx;
   vkf_tensor x, w1, b1, h, t, w2, y, x2;
@@ -237,39 +246,30 @@ static void mix_elementwise(mix_state *m) {
   CHECK(m->ctx, vkf_add(m->ctx, m->t, m->t, m->h));
   CHECK(m->ctx, vkf_mul(m->ctx, m->t, m->t, m->h));
 }
-static void mix_matmuls(mix_state *m) {
-  CHECK(m->ctx, vkf_matmul(m->ctx, m->h, m->x, m->w1, m->b1, 0));
-  CHECK(m->ctx, vkf_matmul(m->ctx, m->y, m->t, m->w2, VKF_NO_TENSOR, 0));
-}
-static void mix_block(mix_state *m) {
-  CHECK(m->ctx, vkf_matmul(m->ctx, m->h, m->x, m->w1, m->b1, 0));
-  mix_elementwise(m);
-  CHECK(m->ctx, vkf_matmul(m->ctx, m->y, m->t, m->w2, VKF_NO_TENSOR, 0));
-  CHECK(m->ctx, vkf_add(m->ctx, m->x2, m->x, m->y));
-}
 
-/* Per-op milliseconds of `reps` runs of fn after a warm-up. */
-static void mix_phase(mix_state *m, void (*fn)(mix_state *), uint32_t reps, double *mm_ms,
-                      double *ew_ms, double *wall_ms) {
-  fn(m);
-  CHECK(m->ctx, vkf_synchronize(m->ctx));
-  settle();
-  CHECK(m->ctx, vkf_profile_reset(m->ctx));
-  double t0 = now_s();
-  for (uint32_t r = 0; r < reps; r++)
-    fn(m);
-  CHECK(m->ctx, vkf_synchronize(m->ctx));
-  *wall_ms = (now_s() - t0) * 1e3 / reps;
+/* Milliseconds per call of the ops other than matmul in the profile. */
+static double mix_ew_ms(mix_state *m) {
   vkf_op_time t[16];
   uint32_t n = 0;
   CHECK(m->ctx, vkf_profile_read(m->ctx, t, 16, &n));
-  *mm_ms = *ew_ms = 0;
-  for (uint32_t i = 0; i < n && i < 16; i++) {
-    if (!strcmp(t[i].name, "matmul"))
-      *mm_ms += t[i].total_ms / reps;
-    else
-      *ew_ms += t[i].total_ms / reps;
-  }
+  double ms = 0;
+  uint32_t calls = 0;
+  for (uint32_t i = 0; i < n && i < 16; i++)
+    if (strcmp(t[i].name, "matmul")) {
+      ms += t[i].total_ms;
+      calls += t[i].count;
+    }
+  return calls ? ms / calls : 0;
+}
+
+static double mix_mm_ms(mix_state *m) {
+  vkf_op_time t[16];
+  uint32_t n = 0;
+  CHECK(m->ctx, vkf_profile_read(m->ctx, t, 16, &n));
+  for (uint32_t i = 0; i < n && i < 16; i++)
+    if (!strcmp(t[i].name, "matmul") && t[i].count)
+      return t[i].total_ms / t[i].count;
+  return 0;
 }
 
 static void run_mix(const options *o) {
@@ -287,38 +287,59 @@ static void run_mix(const options *o) {
   CHECK(ctx, vkf_tensor_create(ctx, VKF_DTYPE_F32, 2, sh, &m.h));
   CHECK(ctx, vkf_tensor_create(ctx, VKF_DTYPE_F32, 2, sh, &m.t));
   CHECK(ctx, vkf_tensor_create(ctx, VKF_DTYPE_F32, 2, sw2, &m.w2));
-  size_t big = (size_t)C * H;
+  size_t big = (size_t)T * H;
   float *buf = xmalloc(big * sizeof(float));
   fill_random(buf, big, 7);
   for (size_t i = 0; i < big; i++)
     buf[i] *= 0.05f;
-  CHECK(ctx, vkf_tensor_write(ctx, m.w1, buf, big * sizeof(float)));
-  CHECK(ctx, vkf_tensor_write(ctx, m.w2, buf, big * sizeof(float)));
+  CHECK(ctx, vkf_tensor_write(ctx, m.w1, buf, (size_t)C * H * sizeof(float)));
+  CHECK(ctx, vkf_tensor_write(ctx, m.w2, buf, (size_t)C * H * sizeof(float)));
   CHECK(ctx, vkf_tensor_write(ctx, m.x, buf, (size_t)T * C * sizeof(float)));
   CHECK(ctx, vkf_tensor_write(ctx, m.b1, buf, (size_t)H * sizeof(float)));
-  CHECK(ctx, vkf_tensor_write(ctx, m.h, buf, (size_t)T * C * sizeof(float) * 4));
+  CHECK(ctx, vkf_tensor_write(ctx, m.h, buf, big * sizeof(float)));
+  CHECK(ctx, vkf_tensor_write(ctx, m.t, buf, big * sizeof(float)));
   free(buf);
   uint32_t reps = o->quick ? 5 : 20;
   vkf_device_info info;
   CHECK(ctx, vkf_context_device(ctx, &info));
-  printf("bench_gemm --mix: %s; MLP block T=%d C=%d H=%d, %u reps, ms per block\n", info.name, T, C,
-         H, reps);
-  printf("  matmul: h = x.w1 + b1 [%dx%dx%d], y = t.w2 [%dx%dx%d]; elementwise on the pool: "
-         "scale, add, mul over h, add over x\n\n",
-         T, C, H, T, H, C);
-  printf("%-34s %10s %14s %10s\n", "phase", "matmuls", "elementwise", "wall");
-  double mm[3], ew[3], wall[3];
-  for (uint32_t round = 0; round < 2; round++) {
-    mix_phase(&m, mix_matmuls, reps, &mm[0], &ew[0], &wall[0]);
-    mix_phase(&m, mix_elementwise, reps * 4, &mm[1], &ew[1], &wall[1]);
-    mix_phase(&m, mix_block, reps, &mm[2], &ew[2], &wall[2]);
-    printf("%-34s %10.2f %14s %10.2f\n", "matmuls alone", mm[0], "-", wall[0]);
-    printf("%-34s %10s %14.2f %10.2f\n", "elementwise alone (3 ops)", "-", ew[1], wall[1]);
-    printf("%-34s %10.2f %14.2f %10.2f\n", "block (2 matmuls + 4 elementwise)", mm[2], ew[2],
-           wall[2]);
-    printf("  block overhead vs parts: %+.2f ms (elementwise in block %.2f ms vs %.2f alone for 3 "
-           "of its 4 ops)\n\n",
-           wall[2] - (wall[0] + ew[1] * 4.0 / 3.0), ew[2], ew[1]);
+  printf("bench_gemm --mix: %s; MLP block T=%d C=%d H=%d, %u reps\n", info.name, T, C, H, reps);
+  printf("elementwise ops on the pool (scale, add, mul over %dx%d), ms per op:\n\n", T, H);
+  printf("%-8s %10s %16s %16s %14s %12s\n", "round", "alone", "after a matmul", "after a pause",
+         "matmul (ms)", "block (ms)");
+  for (uint32_t round = 0; round < 3; round++) {
+    double med[3][64], mm[64], blk[64];
+    for (uint32_t r = 0; r < reps && r < 64; r++) {
+      /* alone */
+      mix_elementwise(&m);
+      CHECK(ctx, vkf_profile_reset(ctx));
+      for (int k = 0; k < 4; k++)
+        mix_elementwise(&m);
+      med[0][r] = mix_ew_ms(&m);
+      /* right after a matmul */
+      CHECK(ctx, vkf_matmul(ctx, m.h, m.x, m.w1, m.b1, 0));
+      CHECK(ctx, vkf_profile_reset(ctx));
+      mix_elementwise(&m);
+      med[1][r] = mix_ew_ms(&m);
+      /* 0.2 s after a matmul */
+      CHECK(ctx, vkf_matmul(ctx, m.h, m.x, m.w1, m.b1, 0));
+      settle();
+      CHECK(ctx, vkf_profile_reset(ctx));
+      mix_elementwise(&m);
+      med[2][r] = mix_ew_ms(&m);
+      /* a whole block, wall time */
+      CHECK(ctx, vkf_profile_reset(ctx));
+      double t0 = now_s();
+      CHECK(ctx, vkf_matmul(ctx, m.h, m.x, m.w1, m.b1, 0));
+      mix_elementwise(&m);
+      CHECK(ctx, vkf_matmul(ctx, m.y, m.t, m.w2, VKF_NO_TENSOR, 0));
+      CHECK(ctx, vkf_add(ctx, m.x2, m.x, m.y));
+      CHECK(ctx, vkf_synchronize(ctx));
+      blk[r] = (now_s() - t0) * 1e3;
+      mm[r] = mix_mm_ms(&m);
+    }
+    uint32_t n = reps < 64 ? reps : 64;
+    printf("%-8u %10.3f %16.3f %16.3f %14.2f %12.2f\n", round, median(med[0], n), median(med[1], n),
+           median(med[2], n), median(mm, n), median(blk, n));
   }
   vkf_context_destroy(ctx);
 }
@@ -380,8 +401,8 @@ static void usage(void) {
           "  --shape S        only this shape, MxKxN or BxMxKxN[:nn|nt|tn|tt] "
           "(repeatable)\n"
           "  --no-vulkan, --no-cpu, --no-blas, --no-kernel-time\n"
-          "  --mix            instead: CPU backend, matmuls interleaved with elementwise ops\n"
-          "                   on the thread pool (an MLP block), per-op times isolated vs mixed\n");
+          "  --mix            instead: CPU backend, elementwise ops on the thread pool alone,\n"
+          "                   right after a matmul, and after a pause (see the source)\n");
 }
 
 static bool parse_args(int argc, char **argv, options *o) {

@@ -7,6 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef VKFT_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
 typedef struct mm_case {
   uint32_t batch, M, N, K;
   uint32_t flags;    /* VKF_MATMUL_* */
@@ -175,6 +179,15 @@ static void test_matmul_cpu_vs_reference(void **state) {
   /* the same with one thread: the partition must not change results */
   VKFT_OK(vkf_context_set_threads(cpu, 1));
   run_all(cpu, NULL);
+#ifdef VKFT_HAVE_OPENBLAS
+  /* An application that runs OpenBLAS single-threaded: the backend then
+   * splits large products over its own pool (by rows or by columns). */
+  int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  VKFT_OK(vkf_context_set_threads(cpu, 3));
+  run_all(cpu, NULL);
+  openblas_set_num_threads(blas_threads);
+#endif
   vkft_destroy(cpu);
 }
 

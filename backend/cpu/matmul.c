@@ -124,48 +124,87 @@ void vkf_cpu_matmul_f32(vkf_pool *pool, const vkf_matmul_params *p, float *c, co
 }
 
 #else
-/* ---- OpenBLAS ---- */
+/* ---- OpenBLAS ----
+ * OpenBLAS parallelises a large product over its own threads. After each
+ * call those threads spin (sched_yield in a loop, about 0.1 s: 2^28 cycles)
+ * waiting for more work; with as many threads as cores they then compete
+ * with this backend's pool for the cores during the ops that follow. How
+ * many threads OpenBLAS uses is the application's setting
+ * (OPENBLAS_NUM_THREADS, openblas_set_num_threads), never changed here;
+ * when it is 1, the pool splits large products itself, each part a
+ * single-threaded sgemm, so an application that wants no spinning threads
+ * still gets every core for its matmuls. */
 typedef struct mm_job {
   const vkf_matmul_params *p;
   float *c;
   const float *a, *b, *bias;
+  uint32_t bi;     /* split_task: the batch index */
+  bool split_rows; /* split_task: parts are rows (else columns) */
 } mm_job;
 
-/* One whole matrix product (batch index bi) on the calling thread. */
-static void gemm_one(const mm_job *j, uint32_t bi) {
+enum { SPLIT_UNIT = 16, SPLIT_MIN = 128 }; /* rows or columns */
+
+/* c[r0:r1, j0:j1] of one product (batch index bi) on the calling thread. */
+static void gemm_part(const mm_job *j, uint32_t bi, uint32_t r0, uint32_t r1, uint32_t j0,
+                      uint32_t j1) {
   const vkf_matmul_params *p = j->p;
-  const float *A = j->a + (size_t)bi * p->stride_a;
-  const float *B = j->b + (size_t)bi * p->stride_b;
+  const bool ta = p->flags & VKF_MM_TRANS_A, tb = p->flags & VKF_MM_TRANS_B;
+  const float *A = j->a + (size_t)bi * p->stride_a + (ta ? r0 : (size_t)r0 * p->lda);
+  const float *B = j->b + (size_t)bi * p->stride_b + (tb ? (size_t)j0 * p->ldb : j0);
   float *C = j->c + (size_t)bi * p->stride_c;
   float beta = (p->flags & VKF_MM_BETA) ? p->beta : 0.0f;
   if (j->bias) { /* c = beta * c + bias, then c += alpha * a.b */
-    init_c(C, p->ldc, 0, p->M, 0, p->N, beta, j->bias);
+    init_c(C, p->ldc, r0, r1, j0, j1, beta, j->bias);
     beta = 1.0f;
   }
-  cblas_sgemm(CblasRowMajor, (p->flags & VKF_MM_TRANS_A) ? CblasTrans : CblasNoTrans,
-              (p->flags & VKF_MM_TRANS_B) ? CblasTrans : CblasNoTrans, (int)p->M, (int)p->N,
-              (int)p->K, p->alpha, A, (int)p->lda, B, (int)p->ldb, beta, C, (int)p->ldc);
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              (int)(r1 - r0), (int)(j1 - j0), (int)p->K, p->alpha, A, (int)p->lda, B, (int)p->ldb,
+              beta, C + (size_t)r0 * p->ldc + j0, (int)p->ldc);
 }
 
 static void batch_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   (void)worker;
   const mm_job *j = arg;
   for (uint32_t bi = begin; bi < end; bi++)
-    gemm_one(j, bi);
+    gemm_part(j, bi, 0, j->p->M, 0, j->p->N);
+}
+
+static void split_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+  (void)worker;
+  const mm_job *j = arg;
+  uint32_t lim = j->split_rows ? j->p->M : j->p->N;
+  uint32_t x0 = begin * SPLIT_UNIT, x1 = end * SPLIT_UNIT < lim ? end * SPLIT_UNIT : lim;
+  if (j->split_rows)
+    gemm_part(j, j->bi, x0, x1, 0, j->p->N);
+  else
+    gemm_part(j, j->bi, 0, j->p->M, x0, x1);
 }
 
 void vkf_cpu_matmul_f32(vkf_pool *pool, const vkf_matmul_params *p, float *c, const float *a,
                         const float *b, const float *bias) {
-  mm_job j = {p, c, a, b, bias};
-  uint64_t flops = 2ull * p->M * p->N * p->K;
-  if (p->batch > 1 && (flops < SMALL_FLOPS || p->batch >= 4 * vkf_pool_threads(pool))) {
-    /* many small products: one per task */
+  mm_job j = {p, c, a, b, bias, 0, true};
+  const uint32_t threads = vkf_pool_threads(pool);
+  const uint64_t flops = 2ull * p->M * p->N * p->K;
+  const bool blas_threads = openblas_get_num_threads() > 1;
+  if (p->batch > 1 && (flops < SMALL_FLOPS || p->batch >= 4 * threads || !blas_threads)) {
+    /* many products: one per task */
     vkf_pool_run(pool, p->batch, 1, batch_task, &j);
     return;
   }
-  /* OpenBLAS splits one large product over its own threads. */
-  for (uint32_t bi = 0; bi < p->batch; bi++)
-    gemm_one(&j, bi);
+  if (blas_threads || threads == 1 || flops < SMALL_FLOPS) {
+    for (uint32_t bi = 0; bi < p->batch; bi++)
+      gemm_part(&j, bi, 0, p->M, 0, p->N);
+    return;
+  }
+  /* single-threaded OpenBLAS: parts of at least SPLIT_MIN rows (or columns,
+   * when there are more of them) per task, at least one part per thread */
+  j.split_rows = p->M >= p->N;
+  uint32_t units = ((j.split_rows ? p->M : p->N) + SPLIT_UNIT - 1) / SPLIT_UNIT;
+  uint32_t grain = SPLIT_MIN / SPLIT_UNIT, per_thread = (units + threads - 1) / threads;
+  if (grain > per_thread)
+    grain = per_thread;
+  for (j.bi = 0; j.bi < p->batch; j.bi++)
+    vkf_pool_run(pool, units, grain, split_task, &j);
 }
 #endif
 
