@@ -563,8 +563,15 @@ int main(int argc, char **argv) {
   if (cpu)
     printf("cpu:    %s\n", cinfo.name);
 #ifdef BENCH_HAVE_OPENBLAS
-  if (!o.no_blas)
-    printf("blas:   OpenBLAS %s, %d threads\n", OPENBLAS_VERSION, openblas_get_num_threads());
+  if (!o.no_blas) {
+    char ver[64];
+    snprintf(ver, sizeof(ver), "%s", OPENBLAS_VERSION);
+    size_t b = strspn(ver, " "), e = strlen(ver);
+    while (e > b && ver[e - 1] == ' ')
+      ver[--e] = 0;
+    printf("blas:   %s, %d threads (cblas_sgemm called directly)\n", ver + b,
+           openblas_get_num_threads());
+  }
 #endif
   printf("GFLOP/s; shapes M x K x N (B x M x K x N batched); err = max|x-ref|/max|ref| against "
          "%s\n\n",
