@@ -3,10 +3,12 @@
 //
 // A workgroup computes a BM x BN tile of c. Each step stages a BM x BK slice
 // of op(a) and a BK x BN slice of op(b) in shared memory, both k-major
-// (As[k][m], Bs[k][n]) so that an invocation reads its operands as vec4s.
-// Each invocation keeps a TM x TN block of results in registers: rows
-// ty*4 + g*(BM/TM)*4 + {0..3} for g < TM/4, and likewise for columns, so that
-// neighbouring invocations read neighbouring vec4s of shared memory.
+// (As[k][m], Bs[k][n]) so that an invocation reads its operands as vectors
+// of GW floats: vec4s (GW = 4), or with VKF_MM_WIDE u64vec4s holding 8 floats
+// (GW = 8; needs shaderInt64; for llvmpipe, see below). Each invocation keeps
+// a TM x TN block of results in registers: rows ty*GW + g*(BM/TM)*GW + r for
+// g < TM/GW, r < GW, and likewise for columns, so that neighbouring
+// invocations read neighbouring vectors of shared memory.
 //
 // Specialization constants, chosen per device in backend/vulkan/vk_matmul.c:
 //   WG = (BM/TM) * (BN/TN) invocations; BM, BN, TM, TN multiples of 4,
@@ -20,6 +22,8 @@
 //   bit 2 (4): c (and bias, when present) may be read and written as vec4.
 //   The vec4 paths and the unchecked scalar path are taken only for tiles
 //   entirely inside the matrices; edge tiles check every element.
+//   With VKF_MM_WIDE, TM and TN are multiples of 8 and at most 16, and bit 2
+//   is unused.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #ifdef VKF_MM_WIDE
@@ -55,6 +59,7 @@ const uint BM4 = BM / 4, BN4 = BN / 4, BK4 = BK / 4;
 // llvmpipe each shared-memory load is a loop over the lanes, and a u64vec4
 // moves twice the data of a vec4 per iteration.
 const uint GW = 8; // floats per shared-memory read
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer U64x2 { u64vec2 v[]; };
 shared u64vec4 As[BK * BM / 8]; // op(a) tile, [k][m]
 shared u64vec4 Bs[BK * BN / 8]; // op(b) tile, [k][n]
 uint64_t pack2(float x, float y) {
@@ -99,21 +104,26 @@ void stage_a(uint tid, uint row0, uint k0, bool full) {
   const bool ta = (pc.p.flags & VKF_MM_TRANS_A) != 0;
   const uint lda = pc.p.lda, aoff = gl_WorkGroupID.z * pc.p.stride_a;
   if (full && (VEC & 1u) != 0) {
-    V4 a4 = V4(pc.a);
-    if (ta) { // a is [K, M]: a vec4 along m is two pairs
+    // 16-byte reads as two 64-bit words: on llvmpipe a global read is a loop
+    // over the lanes per component, so two components beat four
+    U64x2 a2 = U64x2(pc.a);
+    if (ta) { // a is [K, M]: four floats along m are two pairs
       for (uint e = tid; e < BM4 * BK; e += WG) {
         uint mq = e % BM4, k = e / BM4;
-        vec4 v = a4.v[(aoff + (k0 + k) * lda + row0) / 4 + mq];
-        store_a2(k, mq * 4, pack2(v.x, v.y));
-        store_a2(k, mq * 4 + 2, pack2(v.z, v.w));
+        u64vec2 v = a2.v[(aoff + (k0 + k) * lda + row0) / 4 + mq];
+        store_a2(k, mq * 4, v.x);
+        store_a2(k, mq * 4 + 2, v.y);
       }
-    } else { // a is [M, K]: vec4s along k of rows m and m + 1
+    } else { // a is [M, K]: four floats along k of rows m and m + 1
       for (uint e = tid; e < BM / 2 * BK4; e += WG) {
         uint kq = e % BK4, m = e / BK4 * 2;
         uint i0 = (aoff + (row0 + m) * lda + k0) / 4 + kq;
-        vec4 v0 = a4.v[i0], v1 = a4.v[i0 + lda / 4];
-        for (uint c = 0; c < 4; c++)
-          store_a2(kq * 4 + c, m, pack2(v0[c], v1[c]));
+        u64vec2 v0 = a2.v[i0], v1 = a2.v[i0 + lda / 4];
+        for (uint c = 0; c < 2; c++) {
+          vec2 x = unpack2(v0[c]), y = unpack2(v1[c]);
+          store_a2(kq * 4 + 2 * c, m, pack2(x.x, y.x));
+          store_a2(kq * 4 + 2 * c + 1, m, pack2(x.y, y.y));
+        }
       }
     }
   } else {
@@ -129,21 +139,24 @@ void stage_b(uint tid, uint col0, uint k0, bool full) {
   const bool tb = (pc.p.flags & VKF_MM_TRANS_B) != 0;
   const uint ldb = pc.p.ldb, boff = gl_WorkGroupID.z * pc.p.stride_b;
   if (full && (VEC & 2u) != 0) {
-    V4 b4 = V4(pc.b);
-    if (tb) { // b is [N, K]: vec4s along k of rows n and n + 1
+    U64x2 b2 = U64x2(pc.b);
+    if (tb) { // b is [N, K]: four floats along k of rows n and n + 1
       for (uint e = tid; e < BN / 2 * BK4; e += WG) {
         uint kq = e % BK4, n = e / BK4 * 2;
         uint i0 = (boff + (col0 + n) * ldb + k0) / 4 + kq;
-        vec4 v0 = b4.v[i0], v1 = b4.v[i0 + ldb / 4];
-        for (uint c = 0; c < 4; c++)
-          store_b2(kq * 4 + c, n, pack2(v0[c], v1[c]));
+        u64vec2 v0 = b2.v[i0], v1 = b2.v[i0 + ldb / 4];
+        for (uint c = 0; c < 2; c++) {
+          vec2 x = unpack2(v0[c]), y = unpack2(v1[c]);
+          store_b2(kq * 4 + 2 * c, n, pack2(x.x, y.x));
+          store_b2(kq * 4 + 2 * c + 1, n, pack2(x.y, y.y));
+        }
       }
-    } else { // b is [K, N]: a vec4 along n is two pairs
+    } else { // b is [K, N]: four floats along n are two pairs
       for (uint e = tid; e < BN4 * BK; e += WG) {
         uint nq = e % BN4, k = e / BN4;
-        vec4 v = b4.v[(boff + (k0 + k) * ldb + col0) / 4 + nq];
-        store_b2(k, nq * 4, pack2(v.x, v.y));
-        store_b2(k, nq * 4 + 2, pack2(v.z, v.w));
+        u64vec2 v = b2.v[(boff + (k0 + k) * ldb + col0) / 4 + nq];
+        store_b2(k, nq * 4, v.x);
+        store_b2(k, nq * 4 + 2, v.y);
       }
     }
   } else {
@@ -296,7 +309,7 @@ void main() {
     stage_a(tid, row0, k0, rows_in && k_in);
     stage_b(tid, col0, k0, cols_in && k_in);
     barrier();
-    [[dont_unroll]] for (uint k = 0; k < BK; k += KU) {
+    for (uint k = 0; k < BK; k += KU) {
 #ifdef VKF_MM_WIDE
       vec2 av[KU][TM / 2], bv[KU][TN / 2];
       for (uint u = 0; u < KU; u++) {

@@ -245,6 +245,7 @@ static void test_matmul_vulkan_bad_config(void **state) {
       "64,64,64,16,6,6,1",      /* TM not a multiple of 4 */
       "16,64,64,16,16,16,3",    /* BK not a multiple of KU */
       "16,64,64,16,16,16,1,1x", /* trailing junk */
+      "8,64,64,16,32,16,1,1",   /* wide kernel with a 32-row block */
   };
   for (size_t i = 0; i < VKFT_ARRAY_LEN(bad); i++) {
     setenv("VKF_MATMUL_CONFIG", bad[i], 1);

@@ -130,8 +130,8 @@ static bool valid(const vkf_vk *vk, const mm_config *c, char *why, size_t n) {
     snprintf(why, n, "TM*TN at most 1024 and KU at most 8");
     return false;
   }
-  if (c->wide && (!vk->caps.int64 || c->tm % 8 || c->tn % 8)) {
-    snprintf(why, n, "the wide kernel needs shaderInt64 and TM, TN multiples of 8");
+  if (c->wide && (!vk->caps.int64 || c->tm % 8 || c->tn % 8 || c->tm > 16 || c->tn > 16)) {
+    snprintf(why, n, "the wide kernel needs shaderInt64, and TM, TN of 8 or 16");
     return false;
   }
   return true;
