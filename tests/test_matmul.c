@@ -7,26 +7,58 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef VKFT_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
 typedef struct mm_case {
   uint32_t batch, M, N, K;
-  uint32_t flags; /* VKF_MATMUL_* */
-  int bias;       /* add a bias */
-  int b_shared;   /* b without batch dims */
+  uint32_t flags;    /* VKF_MATMUL_* */
+  int bias;          /* add a bias */
+  int b_shared;      /* b without batch dims */
+  uint32_t misalign; /* operands are views this many floats into larger tensors */
 } mm_case;
 
+/* Small awkward shapes (edge tiles only), then shapes that reach the Vulkan
+ * kernel's other paths on every device config (tiles of 32..256): full
+ * interior tiles, vec4 reads (aligned addresses, dims multiples of 4), the
+ * scalar fallback (odd dims, misaligned views), K not a multiple of the k
+ * tile, large and attention-like batches. */
 static const mm_case cases[] = {
-    {1, 1, 1, 1, 0, 0, 0},
-    {1, 3, 17, 63, 0, 0, 0},
-    {1, 17, 3, 257, VKF_MATMUL_TRANS_B, 1, 0},
-    {1, 63, 65, 17, VKF_MATMUL_TRANS_A, 0, 0},
-    {1, 65, 63, 33, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B, 1, 0},
-    {1, 257, 129, 64, 0, 1, 0},
-    {1, 64, 64, 64, VKF_MATMUL_ACCUMULATE, 1, 0},
-    {3, 17, 31, 9, 0, 0, 0},
-    {3, 5, 257, 3, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 0, 0},
-    {4, 33, 20, 70, VKF_MATMUL_TRANS_A, 1, 1},
-    {2, 1, 300, 1, 0, 0, 1},
-    {1, 128, 96, 200, VKF_MATMUL_TRANS_B, 0, 0},
+    {1, 1, 1, 1, 0, 0, 0, 0},
+    {1, 3, 17, 63, 0, 0, 0, 0},
+    {1, 17, 3, 257, VKF_MATMUL_TRANS_B, 1, 0, 0},
+    {1, 63, 65, 17, VKF_MATMUL_TRANS_A, 0, 0, 0},
+    {1, 65, 63, 33, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B, 1, 0, 0},
+    {1, 257, 129, 64, 0, 1, 0, 0},
+    {1, 64, 64, 64, VKF_MATMUL_ACCUMULATE, 1, 0, 0},
+    {3, 17, 31, 9, 0, 0, 0, 0},
+    {3, 5, 257, 3, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 0, 0, 0},
+    {4, 33, 20, 70, VKF_MATMUL_TRANS_A, 1, 1, 0},
+    {2, 1, 300, 1, 0, 0, 1, 0},
+    {1, 128, 96, 200, VKF_MATMUL_TRANS_B, 0, 0, 0},
+    {1, 256, 256, 128, 0, 0, 0, 0},
+    {1, 256, 256, 128, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B, 1, 0, 0},
+    {1, 256, 192, 96, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 0},
+    {1, 264, 260, 72, VKF_MATMUL_TRANS_A, 0, 0, 0},
+    {1, 130, 131, 67, 0, 1, 0, 0},
+    {1, 129, 129, 129, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 0, 0, 0},
+    {1, 256, 256, 64, 0, 1, 0, 1},
+    {2, 128, 132, 64, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 2},
+    {4, 256, 128, 64, VKF_MATMUL_TRANS_A, 0, 1, 0},
+    {64, 20, 24, 16, 0, 1, 1, 0},
+    {300, 5, 7, 3, VKF_MATMUL_TRANS_A | VKF_MATMUL_ACCUMULATE, 0, 0, 0},
+    {48, 128, 128, 64, VKF_MATMUL_TRANS_B, 0, 0, 0},
+    {48, 128, 64, 128, 0, 0, 0, 0},
+};
+
+/* For every kernel configuration (VKF_MATMUL_CONFIG): one case per path. */
+static const mm_case sweep_cases[] = {
+    {1, 256, 256, 64, 0, 0, 0, 0},
+    {1, 200, 136, 40, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 0},
+    {3, 70, 66, 36, VKF_MATMUL_TRANS_B, 1, 1, 0},
+    {1, 128, 128, 32, VKF_MATMUL_TRANS_A | VKF_MATMUL_ACCUMULATE, 1, 0, 1},
+    {2, 33, 17, 9, VKF_MATMUL_TRANS_A, 0, 0, 0},
 };
 
 /* Reference in double, reading the operands exactly as stored. */
@@ -52,6 +84,23 @@ static void reference(const mm_case *c, const float *a, const float *b, const fl
   }
 }
 
+/* A tensor holding `data`; with misalign > 0, a view that many floats into a
+ * larger tensor (so its address is not 16-byte aligned). */
+static vkf_tensor operand(vkf_context *ctx, uint32_t ndim, const int64_t *shape, const float *data,
+                          uint32_t misalign) {
+  if (!misalign)
+    return vkft_tensor_from(ctx, ndim, shape, data);
+  int64_t n = 1;
+  for (uint32_t i = 0; i < ndim; i++)
+    n *= shape[i];
+  int64_t big[1] = {n + misalign};
+  vkf_tensor base = vkft_tensor(ctx, 1, big), view;
+  VKFT_OK(vkf_tensor_view(ctx, base, misalign, ndim, shape, &view));
+  VKFT_OK(vkf_tensor_destroy(ctx, base)); /* the view keeps the memory */
+  VKFT_OK(vkf_tensor_write(ctx, view, data, (size_t)n * sizeof(float)));
+  return view;
+}
+
 /* Runs one case on ctx; returns the result (malloc'd). */
 static float *run_case(vkf_context *ctx, const mm_case *c, const float *a, const float *b,
                        const float *bias, const float *c0) {
@@ -60,11 +109,11 @@ static float *run_case(vkf_context *ctx, const mm_case *c, const float *a, const
   int64_t sb3[3] = {c->batch, tb ? c->N : c->K, tb ? c->K : c->N};
   int64_t sc[3] = {c->batch, c->M, c->N};
   int64_t sbias[1] = {c->N};
-  vkf_tensor ta_ = vkft_tensor_from(ctx, 3, sa, a);
-  vkf_tensor tb_ =
-      c->b_shared ? vkft_tensor_from(ctx, 2, sb3 + 1, b) : vkft_tensor_from(ctx, 3, sb3, b);
-  vkf_tensor tc = vkft_tensor_from(ctx, 3, sc, c0);
-  vkf_tensor tbias = bias ? vkft_tensor_from(ctx, 1, sbias, bias) : VKF_NO_TENSOR;
+  uint32_t mis = c->misalign;
+  vkf_tensor ta_ = operand(ctx, 3, sa, a, mis);
+  vkf_tensor tb_ = c->b_shared ? operand(ctx, 2, sb3 + 1, b, mis) : operand(ctx, 3, sb3, b, mis);
+  vkf_tensor tc = operand(ctx, 3, sc, c0, mis);
+  vkf_tensor tbias = bias ? operand(ctx, 1, sbias, bias, mis) : VKF_NO_TENSOR;
   vkf_status st = vkf_matmul(ctx, tc, ta_, tb_, tbias, c->flags);
   if (st != VKF_OK)
     fail_msg("vkf_matmul: %s: %s", vkf_status_name(st), vkf_context_error(ctx));
@@ -79,11 +128,14 @@ static float *run_case(vkf_context *ctx, const mm_case *c, const float *a, const
   return out;
 }
 
-static void run_all(vkf_context *ctx, vkf_context *cpu) {
+/* Runs `n` cases on ctx against the double reference (and against the CPU
+ * backend when cpu is given); returns the number of bad elements. */
+static size_t run_cases(vkf_context *ctx, vkf_context *cpu, const mm_case *list, size_t n_cases,
+                        const char *label) {
   vkft_rng rng = vkft_rng_seed(42);
   size_t failures = 0;
-  for (size_t ci = 0; ci < VKFT_ARRAY_LEN(cases); ci++) {
-    const mm_case *c = &cases[ci];
+  for (size_t ci = 0; ci < n_cases; ci++) {
+    const mm_case *c = &list[ci];
     size_t na = (size_t)c->batch * c->M * c->K,
            nb = (size_t)(c->b_shared ? 1 : c->batch) * c->K * c->N;
     size_t nc = (size_t)c->batch * c->M * c->N;
@@ -94,9 +146,9 @@ static void run_all(vkf_context *ctx, vkf_context *cpu) {
     vkft_fill_uniform(&rng, c0, nc, -1, 1);
     double *ref = vkft_alloc_d(nc);
     reference(c, a, b, c->bias ? bias : NULL, c0, ref);
-    char what[96];
-    snprintf(what, sizeof(what), "case %zu (%ux%ux%ux%u flags %u)", ci, c->batch, c->M, c->N, c->K,
-             c->flags);
+    char what[160];
+    snprintf(what, sizeof(what), "%s case %zu (%ux%ux%ux%u flags %u bias %d shared %d mis %u)",
+             label, ci, c->batch, c->M, c->N, c->K, c->flags, c->bias, c->b_shared, c->misalign);
     /* fp32 dot products of length K in [-1,1]: error grows ~ sqrt(K) eps */
     double atol = 2e-6 * sqrt((double)c->K) + 1e-6, rtol = 1e-5;
     float *got = run_case(ctx, c, a, b, c->bias ? bias : NULL, c0);
@@ -113,7 +165,11 @@ static void run_all(vkf_context *ctx, vkf_context *cpu) {
     free(c0);
     free(ref);
   }
-  assert_int_equal(failures, 0);
+  return failures;
+}
+
+static void run_all(vkf_context *ctx, vkf_context *cpu) {
+  assert_int_equal(run_cases(ctx, cpu, cases, VKFT_ARRAY_LEN(cases), "default"), 0);
 }
 
 static void test_matmul_cpu_vs_reference(void **state) {
@@ -123,6 +179,15 @@ static void test_matmul_cpu_vs_reference(void **state) {
   /* the same with one thread: the partition must not change results */
   VKFT_OK(vkf_context_set_threads(cpu, 1));
   run_all(cpu, NULL);
+#ifdef VKFT_HAVE_OPENBLAS
+  /* An application that runs OpenBLAS single-threaded: the backend then
+   * splits large products over its own pool (by rows or by columns). */
+  int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  VKFT_OK(vkf_context_set_threads(cpu, 3));
+  run_all(cpu, NULL);
+  openblas_set_num_threads(blas_threads);
+#endif
   vkft_destroy(cpu);
 }
 
@@ -133,6 +198,67 @@ static void test_matmul_vulkan_vs_cpu(void **state) {
   run_all(vk, cpu);
   vkft_destroy(vk);
   vkft_destroy(cpu);
+}
+
+/* Kernel configurations forced through VKF_MATMUL_CONFIG
+ * ("WG,BM,BN,BK,TM,TN,KU[,WIDE]"): the ones chosen for GPUs, which this
+ * machine may not have, and the llvmpipe ones, in both shader variants. */
+static const char *const sweep_configs[] = {
+    "256,128,128,16,8,8,1",     /* GPUs, large products */
+    "256,64,64,16,4,4,1",       /* GPUs, medium */
+    "64,32,32,16,4,4,1",        /* GPUs, small; the fallback */
+    "64,64,128,32,8,16,2",      /* plain kernel with KU = 2, non-square block */
+    "256,256,256,16,16,16,2,1", /* llvmpipe, 64-bit words: the largest tile */
+    "32,64,64,16,8,16,1,1",     /* 64-bit words, KU = 1, non-square block */
+    "16,32,32,32,8,8,2,1",      /* 64-bit words, smallest tile */
+};
+
+static void test_matmul_vulkan_configs(void **state) {
+  (void)state;
+  size_t failures = 0;
+  for (size_t i = 0; i < VKFT_ARRAY_LEN(sweep_configs); i++) {
+    setenv("VKF_MATMUL_CONFIG", sweep_configs[i], 1);
+    vkf_context *vk = vkft_vulkan();
+    /* a device without shaderInt64 refuses the 64-bit-word kernel */
+    int64_t s4[2] = {4, 4};
+    vkf_tensor t = vkft_tensor(vk, 2, s4), u = vkft_tensor(vk, 2, s4);
+    VKFT_OK(vkf_tensor_fill(vk, t, 1.0f));
+    vkf_status st = vkf_matmul(vk, u, t, t, VKF_NO_TENSOR, 0);
+    if (st == VKF_ERROR_INVALID_ARGUMENT && strstr(vkf_context_error(vk), "shaderInt64")) {
+      fprintf(stderr, "SKIP config %s: %s\n", sweep_configs[i], vkf_context_error(vk));
+    } else {
+      VKFT_OK(st);
+      failures += run_cases(vk, NULL, sweep_cases, VKFT_ARRAY_LEN(sweep_cases), sweep_configs[i]);
+    }
+    vkft_destroy(vk);
+  }
+  unsetenv("VKF_MATMUL_CONFIG");
+  assert_int_equal(failures, 0);
+}
+
+static void test_matmul_vulkan_bad_config(void **state) {
+  (void)state;
+  static const char *const bad[] = {
+      "1,2,3",                  /* too few fields */
+      "100,64,64,16,4,4,1",     /* WG is not (BM/TM)*(BN/TN) */
+      "64,256,256,64,32,32,1",  /* shared memory and block too large */
+      "64,64,64,16,6,6,1",      /* TM not a multiple of 4 */
+      "16,64,64,16,16,16,3",    /* BK not a multiple of KU */
+      "16,64,64,16,16,16,1,1x", /* trailing junk */
+      "8,64,64,16,32,16,1,1",   /* wide kernel with a 32-row block */
+  };
+  for (size_t i = 0; i < VKFT_ARRAY_LEN(bad); i++) {
+    setenv("VKF_MATMUL_CONFIG", bad[i], 1);
+    vkf_context *vk = vkft_vulkan();
+    int64_t s4[2] = {4, 4};
+    vkf_tensor t = vkft_tensor(vk, 2, s4), u = vkft_tensor(vk, 2, s4);
+    vkf_status st = vkf_matmul(vk, u, t, t, VKF_NO_TENSOR, 0);
+    if (st != VKF_ERROR_INVALID_ARGUMENT || !strstr(vkf_context_error(vk), "VKF_MATMUL_CONFIG"))
+      fail_msg("VKF_MATMUL_CONFIG=%s: got %s (%s)", bad[i], vkf_status_name(st),
+               vkf_context_error(vk));
+    vkft_destroy(vk);
+  }
+  unsetenv("VKF_MATMUL_CONFIG");
 }
 
 /* Many matmuls recorded back to back (one submit), chained through shared
@@ -219,6 +345,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_matmul_cpu_vs_reference),
       cmocka_unit_test(test_matmul_vulkan_vs_cpu),
+      cmocka_unit_test(test_matmul_vulkan_configs),
+      cmocka_unit_test(test_matmul_vulkan_bad_config),
       cmocka_unit_test(test_matmul_chain),
       cmocka_unit_test(test_matmul_errors),
   };

@@ -1,5 +1,5 @@
 /* matmul on the CPU: CBLAS sgemm (OpenBLAS) when the build found it, a
- * blocked portable loop otherwise. */
+ * blocked portable kernel otherwise. */
 #include "cpu.h"
 
 #include <string.h>
@@ -8,161 +8,213 @@
 #include <cblas.h>
 #endif
 
-typedef struct mm_job {
-  const vkf_matmul_params *p;
-  float *c;
-  const float *a, *b, *bias;
-} mm_job;
-
 /* Per-matrix work under which one thread per matrix beats splitting one. */
 #define SMALL_FLOPS (1u << 21)
 
-static void add_bias_rows(float *c, const float *bias, uint32_t M, uint32_t N, uint32_t ldc,
-                          bool overwrite) {
-  for (uint32_t i = 0; i < M; i++) {
-    float *row = c + (size_t)i * ldc;
-    if (overwrite)
-      memcpy(row, bias, N * sizeof(float));
-    else
-      for (uint32_t j = 0; j < N; j++)
-        row[j] += bias[j];
+/* c rows [r0, r1), columns [j0, j1) = beta * c + bias before the product is
+ * added (beta 0: c is not read, so garbage or NaN in it does not matter). */
+static void init_c(float *C, uint32_t ldc, uint32_t r0, uint32_t r1, uint32_t j0, uint32_t j1,
+                   float beta, const float *bias) {
+  for (uint32_t i = r0; i < r1; i++) {
+    float *c = C + (size_t)i * ldc;
+    if (beta == 0.0f) {
+      if (bias)
+        memcpy(c + j0, bias + j0, (j1 - j0) * sizeof(float));
+      else
+        memset(c + j0, 0, (j1 - j0) * sizeof(float));
+    } else {
+      for (uint32_t j = j0; j < j1; j++)
+        c[j] = beta * c[j] + (bias ? bias[j] : 0.0f);
+    }
   }
 }
 
 #ifndef VKF_HAVE_CBLAS
-/* Rows [r0, r1) of one matrix product, portable C. The inner loops run over
- * contiguous memory so the compiler vectorises them. */
-static void gemm_rows(const vkf_matmul_params *p, float *C, const float *A, const float *B,
-                      uint32_t r0, uint32_t r1, float beta) {
-  const uint32_t N = p->N, K = p->K, lda = p->lda, ldb = p->ldb, ldc = p->ldc;
-  const bool ta = p->flags & VKF_MM_TRANS_A, tb = p->flags & VKF_MM_TRANS_B;
-  for (uint32_t i = r0; i < r1; i++) {
-    float *c = C + (size_t)i * ldc;
-    if (beta == 0.0f)
-      memset(c, 0, N * sizeof(float));
-    else if (beta != 1.0f)
-      for (uint32_t j = 0; j < N; j++)
-        c[j] *= beta;
+/* ---- portable kernel ----
+ * c is cut into MB x NB tiles, one pool task each (results do not depend on
+ * the thread count). A task walks k in KC blocks: it packs op(b)'s KC x NB
+ * block and op(a)'s MB x KC block into contiguous buffers on its stack
+ * (40 KiB), then runs an MR x NR register-blocked kernel over them. The
+ * kernel is plain C the compiler vectorises (SSE2 on baseline x86-64); 4 x 8
+ * measured best (4 x 16, 8 x 8 spill registers and run 5x slower). */
+enum { MR = 4, NR = 8, MB = 32, NB = 128, KC = 64 };
+_Static_assert(MB % MR == 0 && NB % NR == 0, "tiles are whole register blocks");
+
+typedef struct mm_tiles {
+  const vkf_matmul_params *p;
+  float *c;
+  const float *a, *b, *bias;
+  uint32_t tiles_m, tiles_n; /* tiles per matrix along M and N */
+} mm_tiles;
+
+/* acc[MR][NR] = sum over k of ap[k][r] * bp[k][j] (bp rows ldbp apart). */
+static void kernel(uint32_t kc, const float *ap, const float *bp, uint32_t ldbp,
+                   float acc[MR][NR]) {
+  float c[MR][NR] = {{0}};
+  for (uint32_t k = 0; k < kc; k++) {
+    const float *b = bp + (size_t)k * ldbp;
+    for (uint32_t r = 0; r < MR; r++) {
+      const float a = ap[k * MR + r];
+      for (uint32_t j = 0; j < NR; j++)
+        c[r][j] += a * b[j];
+    }
   }
-  if (!tb) {
-    /* c[i, :] += alpha * a[i, k] * b[k, :], blocked over columns for L1. */
-    enum { NB = 512, KB = 128 };
-    for (uint32_t j0 = 0; j0 < N; j0 += NB) {
-      uint32_t nb = N - j0 < NB ? N - j0 : NB;
-      for (uint32_t k0 = 0; k0 < K; k0 += KB) {
-        uint32_t k1 = K - k0 < KB ? K : k0 + KB;
-        for (uint32_t i = r0; i < r1; i++) {
-          float *c = C + (size_t)i * ldc + j0;
-          for (uint32_t k = k0; k < k1; k++) {
-            float aik = p->alpha * (ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
-            const float *b = B + (size_t)k * ldb + j0;
-            for (uint32_t j = 0; j < nb; j++)
-              c[j] += aik * b[j];
+  memcpy(acc, c, sizeof(c));
+}
+
+static void tile_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+  (void)worker;
+  const mm_tiles *t = arg;
+  const vkf_matmul_params *p = t->p;
+  const bool ta = p->flags & VKF_MM_TRANS_A, tb = p->flags & VKF_MM_TRANS_B;
+  const uint32_t per = t->tiles_m * t->tiles_n;
+  float bp[KC * NB]; /* op(b) block, [k][j], NB columns (zero padded) */
+  float ap[MB * KC]; /* op(a) block, [row group][k][MR] (zero padded) */
+  for (uint32_t tile = begin; tile < end; tile++) {
+    uint32_t bi = tile / per, tm = tile % per / t->tiles_n, tn = tile % t->tiles_n;
+    const float *A = t->a + (size_t)bi * p->stride_a;
+    const float *B = t->b + (size_t)bi * p->stride_b;
+    float *C = t->c + (size_t)bi * p->stride_c;
+    uint32_t i0 = tm * MB, i1 = i0 + MB < p->M ? i0 + MB : p->M;
+    uint32_t j0 = tn * NB, j1 = j0 + NB < p->N ? j0 + NB : p->N;
+    uint32_t mb = i1 - i0, nb = j1 - j0, nbp = (nb + NR - 1) / NR * NR;
+    init_c(C, p->ldc, i0, i1, j0, j1, (p->flags & VKF_MM_BETA) ? p->beta : 0.0f, t->bias);
+    for (uint32_t k0 = 0; k0 < p->K; k0 += KC) {
+      uint32_t kc = p->K - k0 < KC ? p->K - k0 : KC;
+      for (uint32_t k = 0; k < kc; k++) {
+        float *row = bp + (size_t)k * nbp;
+        if (tb)
+          for (uint32_t j = 0; j < nb; j++)
+            row[j] = B[(size_t)(j0 + j) * p->ldb + k0 + k];
+        else
+          memcpy(row, B + (size_t)(k0 + k) * p->ldb + j0, nb * sizeof(float));
+        for (uint32_t j = nb; j < nbp; j++)
+          row[j] = 0.0f;
+      }
+      for (uint32_t g = 0; g * MR < mb; g++)
+        for (uint32_t k = 0; k < kc; k++)
+          for (uint32_t r = 0; r < MR; r++) {
+            uint32_t i = i0 + g * MR + r;
+            float v = 0.0f;
+            if (i < i1)
+              v = ta ? A[(size_t)(k0 + k) * p->lda + i] : A[(size_t)i * p->lda + k0 + k];
+            ap[(g * KC + k) * MR + r] = p->alpha * v;
+          }
+      for (uint32_t g = 0; g * MR < mb; g++) {
+        uint32_t mr = mb - g * MR < MR ? mb - g * MR : MR;
+        for (uint32_t jj = 0; jj < nb; jj += NR) {
+          uint32_t nr = nb - jj < NR ? nb - jj : NR;
+          float acc[MR][NR];
+          kernel(kc, ap + (size_t)g * KC * MR, bp + jj, nbp, acc);
+          for (uint32_t r = 0; r < mr; r++) {
+            float *c = C + (size_t)(i0 + g * MR + r) * p->ldc + j0 + jj;
+            for (uint32_t j = 0; j < nr; j++)
+              c[j] += acc[r][j];
           }
         }
       }
     }
-  } else {
-    /* b is [N, K]: each c[i, j] is a dot product of two rows. */
-    for (uint32_t i = r0; i < r1; i++) {
-      float *c = C + (size_t)i * ldc;
-      for (uint32_t j = 0; j < N; j++) {
-        const float *b = B + (size_t)j * ldb;
-        float acc[8] = {0};
-        uint32_t k = 0;
-        if (!ta) {
-          const float *a = A + (size_t)i * lda;
-          for (; k + 8 <= K; k += 8)
-            for (uint32_t u = 0; u < 8; u++)
-              acc[u] += a[k + u] * b[k + u];
-          for (; k < K; k++)
-            acc[0] += a[k] * b[k];
-        } else {
-          for (; k < K; k++)
-            acc[k & 7] += A[(size_t)k * lda + i] * b[k];
-        }
-        float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-        c[j] += p->alpha * s;
-      }
-    }
   }
 }
-#endif
 
-/* One whole matrix product (batch index bi) on the calling thread. */
-static void gemm_one(const mm_job *j, uint32_t bi, uint32_t r0, uint32_t r1) {
+void vkf_cpu_matmul_f32(vkf_pool *pool, const vkf_matmul_params *p, float *c, const float *a,
+                        const float *b, const float *bias) {
+  mm_tiles t = {p, c, a, b, bias, (p->M + MB - 1) / MB, (p->N + NB - 1) / NB};
+  vkf_pool_run(pool, p->batch * t.tiles_m * t.tiles_n, 1, tile_task, &t);
+}
+
+#else
+/* ---- OpenBLAS ----
+ * OpenBLAS parallelises a large product over its own threads. After each
+ * call those threads spin (sched_yield in a loop, about 0.1 s: 2^28 cycles)
+ * waiting for more work; with as many threads as cores they then compete
+ * with this backend's pool for the cores during the ops that follow. How
+ * many threads OpenBLAS uses is the application's setting
+ * (OPENBLAS_NUM_THREADS, openblas_set_num_threads), never changed here;
+ * when it is 1, the pool splits large products itself, each part a
+ * single-threaded sgemm, so an application that wants no spinning threads
+ * still gets every core for its matmuls. */
+typedef struct mm_job {
+  const vkf_matmul_params *p;
+  float *c;
+  const float *a, *b, *bias;
+  uint32_t bi;     /* split_task: the batch index */
+  bool split_rows; /* split_task: parts are rows (else columns) */
+} mm_job;
+
+enum { SPLIT_UNIT = 16, SPLIT_MIN = 128 }; /* rows or columns */
+
+/* c[r0:r1, j0:j1] of one product (batch index bi) on the calling thread. */
+static void gemm_part(const mm_job *j, uint32_t bi, uint32_t r0, uint32_t r1, uint32_t j0,
+                      uint32_t j1) {
   const vkf_matmul_params *p = j->p;
-  const float *A = j->a + (size_t)bi * p->stride_a;
-  const float *B = j->b + (size_t)bi * p->stride_b;
+  const bool ta = p->flags & VKF_MM_TRANS_A, tb = p->flags & VKF_MM_TRANS_B;
+  const float *A = j->a + (size_t)bi * p->stride_a + (ta ? r0 : (size_t)r0 * p->lda);
+  const float *B = j->b + (size_t)bi * p->stride_b + (tb ? (size_t)j0 * p->ldb : j0);
   float *C = j->c + (size_t)bi * p->stride_c;
   float beta = (p->flags & VKF_MM_BETA) ? p->beta : 0.0f;
-  bool bias_first = j->bias && beta == 0.0f;
-  if (bias_first) {
-    add_bias_rows(C + (size_t)r0 * p->ldc, j->bias, r1 - r0, p->N, p->ldc, true);
+  if (j->bias) { /* c = beta * c + bias, then c += alpha * a.b */
+    init_c(C, p->ldc, r0, r1, j0, j1, beta, j->bias);
     beta = 1.0f;
   }
-#ifdef VKF_HAVE_CBLAS
-  const bool ta = p->flags & VKF_MM_TRANS_A;
-  const float *Ar = ta ? A + r0 : A + (size_t)r0 * p->lda;
   if (r1 - r0 == 1) {
     /* One row (decoding a token): a matrix-vector product. OpenBLAS's sgemm
      * takes several times longer than its sgemv here. */
-    const bool tb = p->flags & VKF_MM_TRANS_B;
-    cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? (int)p->N : (int)p->K,
-                tb ? (int)p->K : (int)p->N, p->alpha, B, (int)p->ldb, Ar, ta ? (int)p->lda : 1,
-                beta, C + (size_t)r0 * p->ldc, 1);
-  } else
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-                (p->flags & VKF_MM_TRANS_B) ? CblasTrans : CblasNoTrans, (int)(r1 - r0), (int)p->N,
-                (int)p->K, p->alpha, Ar, (int)p->lda, B, (int)p->ldb, beta, C + (size_t)r0 * p->ldc,
-                (int)p->ldc);
-#else
-  gemm_rows(p, C, A, B, r0, r1, beta);
-#endif
-  if (j->bias && !bias_first)
-    add_bias_rows(C + (size_t)r0 * p->ldc, j->bias, r1 - r0, p->N, p->ldc, false);
+    cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? (int)(j1 - j0) : (int)p->K,
+                tb ? (int)p->K : (int)(j1 - j0), p->alpha, B, (int)p->ldb, A, ta ? (int)p->lda : 1,
+                beta, C + (size_t)r0 * p->ldc + j0, 1);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              (int)(r1 - r0), (int)(j1 - j0), (int)p->K, p->alpha, A, (int)p->lda, B, (int)p->ldb,
+              beta, C + (size_t)r0 * p->ldc + j0, (int)p->ldc);
 }
 
 static void batch_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   (void)worker;
   const mm_job *j = arg;
   for (uint32_t bi = begin; bi < end; bi++)
-    gemm_one(j, bi, 0, j->p->M);
+    gemm_part(j, bi, 0, j->p->M, 0, j->p->N);
 }
 
-#ifndef VKF_HAVE_CBLAS
-typedef struct {
-  const mm_job *j;
-  uint32_t bi;
-} row_job;
-
-static void row_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+static void split_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   (void)worker;
-  const row_job *r = arg;
-  gemm_one(r->j, r->bi, begin, end);
+  const mm_job *j = arg;
+  uint32_t lim = j->split_rows ? j->p->M : j->p->N;
+  uint32_t x0 = begin * SPLIT_UNIT, x1 = end * SPLIT_UNIT < lim ? end * SPLIT_UNIT : lim;
+  if (j->split_rows)
+    gemm_part(j, j->bi, x0, x1, 0, j->p->N);
+  else
+    gemm_part(j, j->bi, 0, j->p->M, x0, x1);
 }
-#endif
 
 void vkf_cpu_matmul_f32(vkf_pool *pool, const vkf_matmul_params *p, float *c, const float *a,
                         const float *b, const float *bias) {
-  mm_job j = {p, c, a, b, bias};
-  uint64_t flops = 2ull * p->M * p->N * p->K;
-  if (p->batch > 1 && (flops < SMALL_FLOPS || p->batch >= 4 * vkf_pool_threads(pool))) {
-    /* many small products: one per task */
+  mm_job j = {p, c, a, b, bias, 0, true};
+  const uint32_t threads = vkf_pool_threads(pool);
+  const uint64_t flops = 2ull * p->M * p->N * p->K;
+  const bool blas_threads = openblas_get_num_threads() > 1;
+  if (p->batch > 1 && (flops < SMALL_FLOPS || p->batch >= 4 * threads || !blas_threads)) {
+    /* many products: one per task */
     vkf_pool_run(pool, p->batch, 1, batch_task, &j);
     return;
   }
-  for (uint32_t bi = 0; bi < p->batch; bi++) {
-#ifdef VKF_HAVE_CBLAS
-    /* OpenBLAS splits one large product over its own threads. */
-    gemm_one(&j, bi, 0, p->M);
-#else
-    row_job r = {&j, bi};
-    uint32_t grain = (uint32_t)(SMALL_FLOPS / (2ull * p->N * p->K + 1)) + 1;
-    vkf_pool_run(pool, p->M, grain, row_task, &r);
-#endif
+  if (blas_threads || threads == 1 || flops < SMALL_FLOPS) {
+    for (uint32_t bi = 0; bi < p->batch; bi++)
+      gemm_part(&j, bi, 0, p->M, 0, p->N);
+    return;
   }
+  /* single-threaded OpenBLAS: parts of at least SPLIT_MIN rows (or columns,
+   * when there are more of them) per task, at least one part per thread */
+  j.split_rows = p->M >= p->N;
+  uint32_t units = ((j.split_rows ? p->M : p->N) + SPLIT_UNIT - 1) / SPLIT_UNIT;
+  uint32_t grain = SPLIT_MIN / SPLIT_UNIT, per_thread = (units + threads - 1) / threads;
+  if (grain > per_thread)
+    grain = per_thread;
+  for (j.bi = 0; j.bi < p->batch; j.bi++)
+    vkf_pool_run(pool, units, grain, split_task, &j);
 }
+#endif
 
 vkf_status vkf_cpu_matmul(vkf_cpu *cpu, const vkf_op *op) {
   vkf_cpu_matmul_f32(cpu->pool, &op->p.matmul, vkf_cpu_f32(op, 0), vkf_cpu_f32(op, 1),

@@ -45,6 +45,7 @@ void vkf_vk_instance_destroy(vkf_vk_instance *inst);
 /* Fill `info` (and the raw features it needs) for one physical device. */
 typedef struct vkf_vk_caps {
   bool bda, fp16, int8, storage16, storage8, subgroup_size_control, compute_full_subgroups;
+  bool int64; /* shaderInt64 (enabled on devices vkformer creates; not with interop) */
   bool ext_subgroup_size_control; /* needs the EXT on a 1.2 device */
   bool ext_memory_budget;
   uint32_t queue_family;
@@ -297,6 +298,8 @@ vkf_status vkf_vk_run_rows(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, u
                            uint32_t cols, const void *params, size_t size);
 
 /* Op families, each in its own vk_<family>.c */
+/* ---- matmul ---- */
+vkf_status vkf_vk_matmul(vkf_vk *vk, const vkf_op *op);
 /* ---- norm ---- */
 /* layernorm, rmsnorm and their backward ops (vk_norm.c) */
 vkf_status vkf_vk_norm(vkf_vk *vk, const vkf_op *op);

@@ -106,42 +106,6 @@ vkf_status vkf_vk_run_rows(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, u
   return vkf_vk_op_dispatch(vk, op, shader, &wg, 1, &pb, gx, gy, 1);
 }
 
-/* ---- matmul ---- */
-typedef struct mm_config {
-  uint32_t wg, bm, bn, bk, tm, tn;
-} mm_config;
-
-static mm_config matmul_config(const vkf_vk *vk, const vkf_matmul_params *p) {
-  (void)p;
-  if (vkf_vk_is_cpu_device(vk))
-    return (mm_config){64, 32, 32, 16, 4, 4};
-  return (mm_config){256, 64, 64, 16, 4, 4};
-}
-
-static vkf_status run_matmul(vkf_vk *vk, const vkf_op *op) {
-  const vkf_matmul_params *p = &op->p.matmul;
-  mm_config c = matmul_config(vk, p);
-  uint32_t spec[6] = {c.wg, c.bm, c.bn, c.bk, c.tm, c.tn};
-  uint32_t gx = (p->N + c.bn - 1) / c.bn, gy = (p->M + c.bm - 1) / c.bm;
-  uint32_t max_z = vk->base.info.max_workgroup_count[2];
-  if (gy > vk->base.info.max_workgroup_count[1] || gx > vk->base.info.max_workgroup_count[0])
-    return vkf_fail(vk->base.env, VKF_ERROR_UNSUPPORTED, "matmul: %ux%u output is too large", p->M,
-                    p->N);
-  /* Batches beyond maxComputeWorkGroupCount[2] go in several dispatches,
-   * each with its operands' addresses advanced. */
-  for (uint32_t b0 = 0; b0 < p->batch; b0 += max_z) {
-    uint32_t nb = p->batch - b0 < max_z ? p->batch - b0 : max_z;
-    uint64_t adj[4] = {4ull * b0 * p->stride_c, 4ull * b0 * p->stride_a, 4ull * b0 * p->stride_b,
-                       0};
-    vkf_vk_push pb;
-    vkf_vk_push_build(&pb, op, p, sizeof(*p), adj);
-    vkf_status st = vkf_vk_op_dispatch(vk, op, VKF_SHADER_matmul, spec, 6, &pb, gx, gy, nb);
-    if (st != VKF_OK)
-      return st;
-  }
-  return VKF_OK;
-}
-
 vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op) {
   vkf_vk *vk = (vkf_vk *)be;
   if (vk->lost)
@@ -150,8 +114,9 @@ vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op) {
   switch (op->kind) {
   case VKF_OP_FILL:
     return vkf_vk_fill_record(vk, op->t[0], op->p.fill.bits);
+  /* ---- matmul ---- */
   case VKF_OP_MATMUL:
-    return run_matmul(vk, op);
+    return vkf_vk_matmul(vk, op);
   case VKF_OP_ADD:
     return vkf_vk_run_elementwise(vk, op, VKF_SHADER_add, op->p.binary.n, &op->p.binary,
                                   sizeof(op->p.binary));
