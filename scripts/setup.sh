@@ -12,6 +12,7 @@ packages=(
   libcmocka-dev                  # tests
   mesa-vulkan-drivers            # lavapipe: Vulkan on the CPU, for machines without a GPU
   vulkan-validationlayers        # tests run with the Khronos validation layer
+  bible-kjv                      # the King James Bible: the main sample's training text
 )
 if [ "${1:-}" = "--with-tools" ]; then
   packages+=(vulkan-tools)
