@@ -74,6 +74,11 @@ static vkf_node new_node(vkf_graph *g, const char *name, vkf_arena arena, vkf_dt
     vkf_graph_fail(g, VKF_ERROR_INVALID_ARGUMENT, "%s: %u dimensions", name, ndim);
     return VKF_NODE_NONE;
   }
+  /* shape may point into g->nodes (another node's shape), which grow() can
+   * move: copy it first */
+  int64_t dims[VKF_MAX_DIMS];
+  memcpy(dims, shape, ndim * sizeof(int64_t));
+  shape = dims;
   uint64_t elements = 1;
   for (uint32_t i = 0; i < ndim; i++) {
     if (shape[i] < 1 || shape[i] > (int64_t)UINT32_MAX) {
