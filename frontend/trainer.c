@@ -88,6 +88,17 @@ uint64_t vkf_trainer_steps(const vkf_trainer *t) {
   return t ? t->step : 0;
 }
 
+vkf_status vkf_trainer_set_total_steps(vkf_trainer *t, uint32_t total_steps) {
+  if (!t)
+    return VKF_ERROR_NULL_POINTER;
+  if (total_steps == 0 || total_steps < t->step)
+    return vkf_fail(t->env, VKF_ERROR_INVALID_ARGUMENT,
+                    "vkf_trainer_set_total_steps: %u is 0 or fewer than the %llu updates made",
+                    total_steps, (unsigned long long)t->step);
+  t->d.total_steps = total_steps;
+  return VKF_OK;
+}
+
 void vkf_trainer_destroy(vkf_trainer *t) {
   if (!t)
     return;

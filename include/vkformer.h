@@ -1021,6 +1021,10 @@ VKF_API vkf_status vkf_trainer_eval(vkf_trainer *trainer, const int32_t *inputs,
 VKF_API float vkf_trainer_lr(const vkf_trainer *trainer, uint64_t step);
 /* Updates made so far (resumed from a checkpoint: the checkpoint's). */
 VKF_API uint64_t vkf_trainer_steps(const vkf_trainer *trainer);
+/* Changes the schedule's total_steps (>= 1 and >= the updates made so far),
+ * for a run whose length is known only after timing its first steps. The
+ * learning rate of later updates follows the new length. */
+VKF_API vkf_status vkf_trainer_set_total_steps(vkf_trainer *trainer, uint32_t total_steps);
 /* The flat gradient buffer of the last step (vkf_gpt_flat_size floats). */
 VKF_API vkf_status vkf_trainer_read_grads(vkf_trainer *trainer, float *out, uint64_t count);
 /* The logits [batch, seq_len, vocab] of the last step or eval (needs
