@@ -1,7 +1,7 @@
 /* Linear attention against the standard variant, in the same run:
  *
  *   bench_attn_linear ops [B = 1] [T = 512] [H = 8] [Hkv = H] [D = 64]
- *                         [iterations = 3] [device] [chunk = 64]
+ *                         [iterations = 3] [device] [chunk = 64] [standard = 1]
  *     Causal self-attention, Dv = D. Prints the time per call of the
  *     forward and of forward + backward (host wall clock around the calls,
  *     after a warm-up and a synchronize) and the rate in GFLOP/s of the
@@ -14,7 +14,8 @@
  *                            query head, + 4 T D (Dv+1) per kv head
  *       standard: forward 2 T^2 D, backward 4 T^2 D per head (causal halves)
  *     The standard variant is skipped when its B H T^2 scores do not fit
- *     (a tensor holds 2^32-1 elements) or the device's memory.
+ *     (a tensor holds 2^32-1 elements) or the device's memory, or when the
+ *     last argument is 0. "-" as the device: the default one.
  *
  *   bench_attn_linear train [device] [T ...]
  *     A GPT (d_model 64, 2 layers, 4 heads, 2 kv heads, RoPE, SwiGLU,
@@ -140,7 +141,8 @@ static int ops(int argc, char **argv) {
   int64_t D = argc > 6 ? atoll(argv[6]) : 64;
   int iters = argc > 7 ? atoi(argv[7]) : 3;
   uint32_t chunk = argc > 9 ? (uint32_t)atoi(argv[9]) : 64;
-  vkf_context *ctx = context(argc > 8 ? argv[8] : NULL);
+  const int with_standard = argc > 10 ? atoi(argv[10]) : 1;
+  vkf_context *ctx = context(argc > 8 && strcmp(argv[8], "-") ? argv[8] : NULL);
   if (!ctx)
     return 1;
   vkf_device_info info;
@@ -165,6 +167,10 @@ static int ops(int argc, char **argv) {
   for (int linear = 1; linear >= 0; linear--) {
     double f, b;
     const char *name = linear ? "linear  " : "standard";
+    if (!linear && !with_standard) {
+      printf("%s  not run\n", name);
+      continue;
+    }
     if (!linear && (double)B * H * T * T > 4294967295.0) {
       printf("%s  skipped: %lld x %lld x %lld^2 scores exceed a tensor\n", name, (long long)B,
              (long long)H, (long long)T);

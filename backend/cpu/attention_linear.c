@@ -13,8 +13,10 @@
  * parts, the group's heads added in order.
  *
  * Every output element is produced by one task in one fixed order, so the
- * results do not depend on the thread count. Dot products accumulate in
- * double; the row updates (axpy) in float. */
+ * results do not depend on the thread count. The products are written as
+ * row updates (y += a x over contiguous rows, in float, which the compiler
+ * vectorises) against transposed copies of the chunk's operands, never as
+ * dot products; the scans over the chunks run in double. */
 #include "cpu.h"
 
 #include <math.h>
@@ -26,13 +28,6 @@ static inline float phi(float x) {
 
 static inline float dphi(float x) {
   return x > 0.0f ? 1.0f : expf(x);
-}
-
-static inline double dot(const float *a, const float *b, uint32_t n) {
-  double s = 0;
-  for (uint32_t i = 0; i < n; i++)
-    s += (double)a[i] * b[i];
-  return s;
 }
 
 static inline void axpy(float *y, float a, const float *x, uint32_t n) {
@@ -112,6 +107,13 @@ static void load_kv(const lattn_job *J, const chunk_of *c, float *Kf, float *Vp)
   }
 }
 
+/* xT[f][i] = x[i][f] for n rows of `w` features (xT's rows hold `ld`). */
+static void transpose(const float *x, uint32_t n, uint32_t w, float *xT, size_t ld) {
+  for (uint32_t i = 0; i < n; i++)
+    for (uint32_t f = 0; f < w; f++)
+      xT[f * ld + i] = x[(size_t)i * w + f];
+}
+
 /* phi(q) rows [n][D] of query head h in a chunk; q is operand `qi`. */
 static void load_q(const lattn_job *J, const chunk_of *c, uint32_t h, uint32_t qi, float *Qf) {
   const vkf_linear_attention_params *p = J->p;
@@ -187,37 +189,40 @@ static void scan(vkf_cpu *cpu, const lattn_job *J, float *states, float *state, 
   vkf_pool_run(cpu->pool, rows, grain, scan_task, &S);
 }
 
-/* (3) output rows of a chunk for each query head of the group */
+/* (3) output rows of a chunk for each query head of the group:
+ * o = phi(q_i)^T S'_c + sum_{j <= i} (phi(q_i) . phi(k_j)) v'_j */
 static void out_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   const lattn_job *J = arg;
   const vkf_linear_attention_params *p = J->p;
   const uint32_t C = p->chunk, D = p->D, Dv = p->Dv, Dv1 = J->Dv1;
   float *Kf = J->scratch + worker * J->per_worker, *Vp = Kf + (size_t)C * D;
-  float *Qf = Vp + (size_t)C * Dv1, *A = Qf + (size_t)C * D, *O = A + (size_t)C * C;
+  float *KfT = Vp + (size_t)C * Dv1, *Qf = KfT + (size_t)D * C, *A = Qf + (size_t)C * D;
+  float *O = A + C;
   float *out = vkf_cpu_f32(J->op, 0), *saved = vkf_cpu_f32(J->op, 1);
   float *den = saved + (size_t)p->B * p->Hkv * p->n_chunks * J->state;
   for (uint32_t item = begin; item < end; item++) {
     const chunk_of c = chunk_at(J, item);
     const float *S = state_at(J, saved, c.bk, item % p->n_chunks);
     load_kv(J, &c, Kf, Vp);
+    transpose(Kf, c.n, D, KfT, C);
     for (uint32_t r = 0; r < J->G; r++) {
       const uint32_t h = c.hk * J->G + r;
       load_q(J, &c, h, 2, Qf);
       for (uint32_t i = 0; i < c.n; i++) {
         const float *qi = Qf + (size_t)i * D;
-        float *o = O + (size_t)i * Dv1, *a = A + (size_t)i * C;
-        memset(o, 0, Dv1 * sizeof(float));
-        for (uint32_t d = 0; d < D; d++) /* the past: phi(q)^T S' */
-          axpy(o, qi[d], S + (size_t)d * Dv1, Dv1);
-        for (uint32_t j = 0; j <= i; j++) /* this chunk, j <= i */
-          a[j] = (float)dot(qi, Kf + (size_t)j * D, D);
+        memset(A, 0, (i + 1) * sizeof(float));
+        memset(O, 0, Dv1 * sizeof(float));
+        for (uint32_t d = 0; d < D; d++) {
+          axpy(A, qi[d], KfT + (size_t)d * C, i + 1); /* scores of keys j <= i */
+          axpy(O, qi[d], S + (size_t)d * Dv1, Dv1);   /* the past */
+        }
         for (uint32_t j = 0; j <= i; j++)
-          axpy(o, a[j], Vp + (size_t)j * Dv1, Dv1);
+          axpy(O, A[j], Vp + (size_t)j * Dv1, Dv1);
         const size_t t = (size_t)c.b * p->T + c.t0 + i;
-        const float dn = o[Dv], inv = 1.0f / (dn + p->eps);
+        const float dn = O[Dv], inv = 1.0f / (dn + p->eps);
         float *orow = out + t * J->o_t + (size_t)h * Dv;
         for (uint32_t e = 0; e < Dv; e++)
-          orow[e] = o[e] * inv;
+          orow[e] = O[e] * inv;
         den[t * p->Hq + h] = dn;
       }
     }
@@ -228,7 +233,7 @@ vkf_status vkf_cpu_linear_attention_forward(vkf_cpu *cpu, const vkf_op *op) {
   lattn_job J = job_of(op);
   const vkf_linear_attention_params *p = J.p;
   const size_t C = p->chunk;
-  size_t need = C * (2 * p->D + 2 * J.Dv1) + C * C;
+  size_t need = C * (3 * p->D + J.Dv1) + C + J.Dv1;
   if (need < 2 * J.Dv1) /* the scan's double running sums */
     need = 2 * J.Dv1;
   vkf_status st = scratch_alloc(cpu, &J, need);
@@ -261,7 +266,10 @@ static void g_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
     const float inv = 1.0f / (den[r] + p->eps);
     for (uint32_t e = 0; e < p->Dv; e++)
       gr[e] = dO[e] * inv;
-    gr[p->Dv] = (float)(-dot(dO, o, p->Dv)) * inv;
+    double s = 0;
+    for (uint32_t e = 0; e < p->Dv; e++)
+      s += (double)dO[e] * o[e];
+    gr[p->Dv] = (float)-s * inv;
   }
 }
 
@@ -271,23 +279,27 @@ static void dq_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   const vkf_linear_attention_params *p = J->p;
   const uint32_t C = p->chunk, D = p->D, Dv1 = J->Dv1;
   float *Kf = J->scratch + worker * J->per_worker, *Vp = Kf + (size_t)C * D;
-  float *A = Vp + (size_t)C * Dv1, *dQ = A + C;
+  float *VpT = Vp + (size_t)C * Dv1, *ST = VpT + (size_t)Dv1 * C, *A = ST + (size_t)Dv1 * D;
+  float *dQ = A + C;
   float *dq = vkf_cpu_f32(J->op, 0);
   const float *g = vkf_cpu_f32(J->op, 1), *q = vkf_cpu_f32(J->op, 3);
   float *saved = vkf_cpu_f32(J->op, 7);
   for (uint32_t item = begin; item < end; item++) {
     const chunk_of c = chunk_at(J, item);
-    const float *S = state_at(J, saved, c.bk, item % p->n_chunks);
     load_kv(J, &c, Kf, Vp);
+    transpose(Vp, c.n, Dv1, VpT, C);
+    transpose(state_at(J, saved, c.bk, item % p->n_chunks), D, Dv1, ST, D);
     for (uint32_t r = 0; r < J->G; r++) {
       const uint32_t h = c.hk * J->G + r;
       for (uint32_t i = 0; i < c.n; i++) {
         const size_t t = (size_t)c.b * p->T + c.t0 + i;
         const float *gi = g + t * J->g_t + (size_t)h * Dv1;
-        for (uint32_t d = 0; d < D; d++)
-          dQ[d] = (float)dot(gi, S + (size_t)d * Dv1, Dv1);
-        for (uint32_t j = 0; j <= i; j++)
-          A[j] = (float)dot(gi, Vp + (size_t)j * Dv1, Dv1);
+        memset(A, 0, (i + 1) * sizeof(float));
+        memset(dQ, 0, D * sizeof(float));
+        for (uint32_t e = 0; e < Dv1; e++) {
+          axpy(A, gi[e], VpT + (size_t)e * C, i + 1);
+          axpy(dQ, gi[e], ST + (size_t)e * D, D);
+        }
         for (uint32_t j = 0; j <= i; j++)
           axpy(dQ, A[j], Kf + (size_t)j * D, D);
         float *dqr = dq + t * J->q_t + (size_t)h * D;
@@ -326,7 +338,7 @@ vkf_status vkf_cpu_linear_attention_backward_q(vkf_cpu *cpu, const vkf_op *op) {
   lattn_job J = job_of(op);
   const vkf_linear_attention_params *p = J.p;
   const size_t C = p->chunk;
-  size_t need = C * (p->D + J.Dv1) + C + p->D;
+  size_t need = C * (p->D + 2 * J.Dv1) + (size_t)J.Dv1 * p->D + C + p->D;
   if (need < 2 * J.Dv1)
     need = 2 * J.Dv1;
   vkf_status st = scratch_alloc(cpu, &J, need);
@@ -350,8 +362,9 @@ static void dkv_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   const vkf_linear_attention_params *p = J->p;
   const uint32_t C = p->chunk, D = p->D, Dv = p->Dv, Dv1 = J->Dv1;
   float *Kf = J->scratch + worker * J->per_worker, *Vp = Kf + (size_t)C * D;
-  float *Qf = Vp + (size_t)C * Dv1, *dK = Qf + (size_t)C * D, *dV = dK + (size_t)C * D;
-  float *A1 = dV + (size_t)C * Dv1, *A2 = A1 + C;
+  float *RT = Vp + (size_t)C * Dv1, *Qf = RT + (size_t)Dv1 * D, *QfT = Qf + (size_t)C * D;
+  float *G = QfT + (size_t)D * C, *GT = G + (size_t)C * Dv1, *dK = GT + (size_t)Dv1 * C;
+  float *dV = dK + (size_t)C * D, *A1 = dV + (size_t)C * Dv1, *A2 = A1 + C;
   float *dk = vkf_cpu_f32(J->op, 0), *dv = vkf_cpu_f32(J->op, 1);
   float *g = vkf_cpu_f32(J->op, 2), *R = g + (size_t)p->B * p->T * J->g_t;
   const float *k = vkf_cpu_f32(J->op, 4);
@@ -359,29 +372,38 @@ static void dkv_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
     const chunk_of c = chunk_at(J, item);
     const float *Rc = state_at(J, R, c.bk, item % p->n_chunks);
     load_kv(J, &c, Kf, Vp);
+    transpose(Rc, D, Dv1, RT, D);
     for (uint32_t j = 0; j < c.n; j++) { /* the future chunks */
       const float *vj = Vp + (size_t)j * Dv1, *kj = Kf + (size_t)j * D;
       float *dKj = dK + (size_t)j * D, *dVj = dV + (size_t)j * Dv1;
-      for (uint32_t d = 0; d < D; d++)
-        dKj[d] = (float)dot(Rc + (size_t)d * Dv1, vj, Dv1);
+      memset(dKj, 0, D * sizeof(float));
       memset(dVj, 0, Dv1 * sizeof(float));
+      for (uint32_t e = 0; e < Dv1; e++)
+        axpy(dKj, vj[e], RT + (size_t)e * D, D);
       for (uint32_t d = 0; d < D; d++)
         axpy(dVj, kj[d], Rc + (size_t)d * Dv1, Dv);
     }
     for (uint32_t r = 0; r < J->G; r++) { /* this chunk, i >= j, the group's heads in order */
       const uint32_t h = c.hk * J->G + r;
       load_q(J, &c, h, 3, Qf);
-      const float *gh = g + ((size_t)c.b * p->T + c.t0) * J->g_t + (size_t)h * Dv1;
+      transpose(Qf, c.n, D, QfT, C);
+      for (uint32_t i = 0; i < c.n; i++)
+        memcpy(G + (size_t)i * Dv1, g + ((size_t)c.b * p->T + c.t0 + i) * J->g_t + (size_t)h * Dv1,
+               Dv1 * sizeof(float));
+      transpose(G, c.n, Dv1, GT, C);
       for (uint32_t j = 0; j < c.n; j++) {
         const float *vj = Vp + (size_t)j * Dv1, *kj = Kf + (size_t)j * D;
-        for (uint32_t i = j; i < c.n; i++) {
-          A1[i] = (float)dot(vj, gh + (size_t)i * J->g_t, Dv1);
-          A2[i] = (float)dot(kj, Qf + (size_t)i * D, D);
-        }
+        const uint32_t m = c.n - j; /* rows i = j .. n - 1 */
+        memset(A1, 0, m * sizeof(float));
+        memset(A2, 0, m * sizeof(float));
+        for (uint32_t e = 0; e < Dv1; e++)
+          axpy(A1, vj[e], GT + (size_t)e * C + j, m);
+        for (uint32_t d = 0; d < D; d++)
+          axpy(A2, kj[d], QfT + (size_t)d * C + j, m);
         float *dKj = dK + (size_t)j * D, *dVj = dV + (size_t)j * Dv1;
-        for (uint32_t i = j; i < c.n; i++) {
-          axpy(dKj, A1[i], Qf + (size_t)i * D, D);
-          axpy(dVj, A2[i], gh + (size_t)i * J->g_t, Dv);
+        for (uint32_t i = 0; i < m; i++) {
+          axpy(dKj, A1[i], Qf + (size_t)(j + i) * D, D);
+          axpy(dVj, A2[i], G + (size_t)(j + i) * Dv1, Dv);
         }
       }
     }
@@ -401,7 +423,7 @@ vkf_status vkf_cpu_linear_attention_backward_kv(vkf_cpu *cpu, const vkf_op *op) 
   lattn_job J = job_of(op);
   const vkf_linear_attention_params *p = J.p;
   const size_t C = p->chunk;
-  vkf_status st = scratch_alloc(cpu, &J, C * (3 * p->D + 2 * J.Dv1) + 2 * C);
+  vkf_status st = scratch_alloc(cpu, &J, C * (4 * p->D + 4 * J.Dv1) + (size_t)J.Dv1 * p->D + 2 * C);
   if (st != VKF_OK)
     return st;
   vkf_pool_run(cpu->pool, p->B * p->Hkv * p->n_chunks, 1, dkv_task, &J);
