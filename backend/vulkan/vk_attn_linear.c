@@ -150,26 +150,34 @@ static uint32_t heads_per_dispatch(const vkf_vk *vk, uint32_t G, uint64_t fixed,
   return n < G ? (uint32_t)n : G;
 }
 
-/* attention_linear_state: dst slots from y (rows, D wide) and z (Dv + 1
- * wide); MODE 1 sums the group's heads, in several dispatches if need be. */
-static vkf_status run_state(vkf_vk *vk, const vkf_op *op, uint32_t mode, vkf_tref dst, vkf_tref y,
-                            vkf_tref z) {
+/* Heads per dispatch of attention_linear_state: the group's heads (MODE 1)
+ * or 1. Loop iterations per invocation: per head and token slice, the loads
+ * and the products. */
+static vkf_status state_heads(vkf_vk *vk, const vkf_op *op, uint32_t mode, uint32_t *nh) {
   const vkf_linear_attention_params *p = &op->p.linear_attention;
   const lattn_tile t = tile_of(vk);
-  const uint32_t G = p->Hq / p->Hkv, rows = p->chunk < p->T ? p->chunk : p->T;
+  const uint32_t rows = p->chunk < p->T ? p->chunk : p->T; /* of a chunk */
   const uint64_t per_head =
       cdiv(rows, t.bk) * (cdiv(t.bm * t.bk, t.wg) + cdiv(t.bn * t.bk, t.wg) + 2 + t.bk) + 1;
-  const uint32_t nh = mode == 0 ? 1 : heads_per_dispatch(vk, G, 16, per_head);
-  if (!nh)
-    return too_long(vk, op, "the chunk state sums", 16 + per_head);
+  *nh = heads_per_dispatch(vk, mode == 0 ? 1 : p->Hq / p->Hkv, 16, per_head);
+  return *nh ? VKF_OK : too_long(vk, op, "the chunk state sums", 16 + per_head);
+}
+
+/* attention_linear_state: dst slots from y (rows, D wide) and z (Dv + 1
+ * wide); MODE 1 sums the group's heads, nh per dispatch. */
+static vkf_status run_state(vkf_vk *vk, const vkf_op *op, uint32_t mode, uint32_t nh, vkf_tref dst,
+                            vkf_tref y, vkf_tref z) {
+  const vkf_linear_attention_params *p = &op->p.linear_attention;
+  const lattn_tile t = tile_of(vk);
+  const uint32_t G = mode == 0 ? 1 : p->Hq / p->Hkv;
   uint32_t spec[7] = {t.wg, t.bm, t.bn, t.bk, t.tm, t.tn, mode};
   vkf_tref ops[3] = {dst, y, z};
   vkf_vk_range r[3] = {rng(y), rng(z), rng(dst)}, w[1] = {rng(dst)};
   vkf_linear_attention_params pp = *p;
   vkf_status st = VKF_OK;
-  for (uint32_t h0 = 0; h0 < (mode == 0 ? 1 : G) && st == VKF_OK; h0 += nh) {
+  for (uint32_t h0 = 0; h0 < G && st == VKF_OK; h0 += nh) {
     pp.h0 = h0;
-    pp.nh = mode == 0 ? 1 : (G - h0 < nh ? G - h0 : nh);
+    pp.nh = G - h0 < nh ? G - h0 : nh;
     pp.flags = h0 ? (p->flags | VKF_LATTN_ACCUMULATE) : p->flags;
     st = launch(vk, op, pp, VKF_SHADER_attention_linear_state, spec, 7, ops, 3,
                 (uint32_t)cdiv(p->Dv, t.bn), (uint32_t)cdiv(p->D, t.bm),
@@ -178,12 +186,18 @@ static vkf_status run_state(vkf_vk *vk, const vkf_op *op, uint32_t mode, vkf_tre
   return st;
 }
 
+/* Whether the scan's loop over the chunks fits (lavapipe). */
+static vkf_status scan_fits(vkf_vk *vk, const vkf_op *op) {
+  const vkf_linear_attention_params *p = &op->p.linear_attention;
+  if (vkf_vk_is_cpu_device(vk) && p->n_chunks + 2 > LVP_LOOP_BUDGET)
+    return too_long(vk, op, "the scan over the chunks", p->n_chunks + 2);
+  return VKF_OK;
+}
+
 /* attention_linear_scan over a states array (forward: with the optional state). */
 static vkf_status run_scan(vkf_vk *vk, const vkf_op *op, uint32_t reverse, vkf_tref states,
                            vkf_tref state) {
   const vkf_linear_attention_params *p = &op->p.linear_attention;
-  if (vkf_vk_is_cpu_device(vk) && p->n_chunks + 2 > LVP_LOOP_BUDGET)
-    return too_long(vk, op, "the scan over the chunks", p->n_chunks + 2);
   uint32_t wg = vkf_vk_elementwise_wg(vk), gx, gy;
   uint64_t n = (uint64_t)p->B * p->Hkv * p->D * (p->Dv + 1);
   vkf_vk_grid_2d(vk, cdiv(n, wg), &gx, &gy);
@@ -195,44 +209,48 @@ static vkf_status run_scan(vkf_vk *vk, const vkf_op *op, uint32_t reverse, vkf_t
                 k);
 }
 
-/* attention_linear_chunk: rows of every chunk (see the shader for the
- * roles); dk and dv (MODE 2, 3) take the group's heads in as many
- * dispatches as lavapipe needs. */
-static vkf_status run_chunk(vkf_vk *vk, const vkf_op *op, uint32_t mode, const vkf_tref ops[6],
-                            const vkf_vk_range *reads, uint32_t nr, const vkf_vk_range *writes,
-                            uint32_t nw) {
+/* Heads per dispatch of attention_linear_chunk: the group's heads for dk and
+ * dv (MODE 2, 3), else 1. Loop iterations per invocation: the state term,
+ * then per head and key block the scores and their product. */
+static vkf_status chunk_heads(vkf_vk *vk, const vkf_op *op, uint32_t mode, uint32_t *nh) {
   const vkf_linear_attention_params *p = &op->p.linear_attention;
   const lattn_tile t = tile_of(vk);
-  uint32_t spec[8] = {t.wg, t.bm, t.bn, t.bk, t.tm, t.tn, mode, t.bs};
-  const uint32_t N = (mode == 1 || mode == 2) ? p->D : p->Dv;
   const uint32_t F = (mode == 0 || mode == 3) ? p->D : p->Dv + 1;
-  const uint32_t heads = mode >= 2 ? p->Hkv : p->Hq, G = p->Hq / p->Hkv;
   const uint32_t rows = p->chunk < p->T ? p->chunk : p->T; /* of a chunk */
-  /* loop iterations per invocation: the state term, then per head and key block */
   const uint64_t fs = cdiv(F, t.bk), x_load = cdiv(t.bm * t.bk, t.wg);
   const uint64_t fixed = fs * (x_load + cdiv(t.bn * t.bk, t.wg) + 2 + t.bk) + 16;
   const uint64_t per_head = cdiv(rows, t.bs) * (fs * (x_load + cdiv(t.bs * t.bk, t.wg) + 1 + t.bk) +
                                                 cdiv(t.bs * t.bn, t.wg) + t.bs + 2) +
                             1;
-  const uint32_t nh = mode >= 2 ? heads_per_dispatch(vk, G, fixed, per_head)
-                                : heads_per_dispatch(vk, 1, fixed, per_head);
-  if (!nh)
-    return too_long(vk, op, "a chunk's rows", fixed + per_head);
+  *nh = heads_per_dispatch(vk, mode >= 2 ? p->Hq / p->Hkv : 1, fixed, per_head);
+  return *nh ? VKF_OK : too_long(vk, op, "a chunk's rows", fixed + per_head);
+}
+
+/* attention_linear_chunk: rows of every chunk (see the shader for the
+ * roles); dk and dv (MODE 2, 3) take the group's heads nh per dispatch. The
+ * z grid (b, head, column tile) has fewer workgroups than out, dq, dk or dv
+ * have elements, so it fits 32 bits. */
+static vkf_status run_chunk(vkf_vk *vk, const vkf_op *op, uint32_t mode, uint32_t nh,
+                            const vkf_tref ops[6], const vkf_vk_range *reads, uint32_t nr,
+                            const vkf_vk_range *writes, uint32_t nw) {
+  const vkf_linear_attention_params *p = &op->p.linear_attention;
+  const lattn_tile t = tile_of(vk);
+  uint32_t spec[8] = {t.wg, t.bm, t.bn, t.bk, t.tm, t.tn, mode, t.bs};
+  const uint32_t N = (mode == 1 || mode == 2) ? p->D : p->Dv;
+  const uint32_t heads = mode >= 2 ? p->Hkv : p->Hq, G = mode >= 2 ? p->Hq / p->Hkv : 1;
+  const uint32_t rows = p->chunk < p->T ? p->chunk : p->T; /* of a chunk */
   const uint64_t blocks = (uint64_t)p->n_chunks * cdiv(rows, t.bm);
-  const uint64_t z = (uint64_t)p->B * heads * cdiv(N, t.bn);
+  const uint32_t z = (uint32_t)((uint64_t)p->B * heads * cdiv(N, t.bn));
   uint32_t gx, gy;
   vkf_vk_grid_2d(vk, blocks, &gx, &gy);
-  if (z > UINT32_MAX)
-    return vkf_fail(vk->base.env, VKF_ERROR_UNSUPPORTED, "%s: %llu workgroups along z",
-                    vkf_op_name(op->kind), (unsigned long long)z);
   vkf_linear_attention_params pp = *p;
   vkf_status st = VKF_OK;
-  for (uint32_t h0 = 0; h0 < (mode >= 2 ? G : 1) && st == VKF_OK; h0 += nh) {
+  for (uint32_t h0 = 0; h0 < G && st == VKF_OK; h0 += nh) {
     pp.h0 = h0;
-    pp.nh = mode >= 2 ? (G - h0 < nh ? G - h0 : nh) : 1;
+    pp.nh = G - h0 < nh ? G - h0 : nh;
     pp.flags = h0 ? (p->flags | VKF_LATTN_ACCUMULATE) : p->flags;
-    st = launch(vk, op, pp, VKF_SHADER_attention_linear_chunk, spec, 8, ops, 6, gx, gy, (uint32_t)z,
-                reads, nr, writes, nw);
+    st = launch(vk, op, pp, VKF_SHADER_attention_linear_chunk, spec, 8, ops, 6, gx, gy, z, reads,
+                nr, writes, nw);
   }
   return st;
 }
@@ -242,13 +260,20 @@ static vkf_status forward(vkf_vk *vk, const vkf_op *op) {
   const vkf_tref out = op->t[0], q = op->t[2], k = op->t[3], v = op->t[4];
   const vkf_tref state = (p->flags & VKF_LATTN_STATE) ? op->t[5] : (vkf_tref){0};
   const lattn_parts s = saved_parts(p, op->t[1]);
-  vkf_status st = run_state(vk, op, 0, s.states, k, v);
+  uint32_t nh_state, nh_rows; /* checked before anything is recorded */
+  vkf_status st = state_heads(vk, op, 0, &nh_state);
+  if (st == VKF_OK)
+    st = scan_fits(vk, op);
+  if (st == VKF_OK)
+    st = chunk_heads(vk, op, 0, &nh_rows);
+  if (st == VKF_OK)
+    st = run_state(vk, op, 0, nh_state, s.states, k, v);
   if (st == VKF_OK)
     st = run_scan(vk, op, 0, s.states, state);
   if (st == VKF_OK) {
     vkf_tref ops[6] = {out, q, k, v, s.states, s.den};
     vkf_vk_range r[4] = {rng(q), rng(k), rng(v), rng(s.states)}, w[2] = {rng(out), rng(s.den)};
-    st = run_chunk(vk, op, 0, ops, r, 4, w, 2);
+    st = run_chunk(vk, op, 0, nh_rows, ops, r, 4, w, 2);
   }
   return st;
 }
@@ -259,6 +284,14 @@ static vkf_status backward_q(vkf_vk *vk, const vkf_op *op) {
   const vkf_tref out = op->t[6];
   lattn_parts s = saved_parts(p, op->t[7]);
   workspace_parts(p, op->t[1], &s);
+  uint32_t nh_rows, nh_state; /* checked before anything is recorded */
+  vkf_status st = chunk_heads(vk, op, 1, &nh_rows);
+  if (st == VKF_OK)
+    st = state_heads(vk, op, 1, &nh_state);
+  if (st == VKF_OK)
+    st = scan_fits(vk, op);
+  if (st != VKF_OK)
+    return st;
   /* g rows: L invocations per row (a power of two near Dv / 8, at most 32) */
   uint32_t wg = vkf_vk_elementwise_wg(vk), L = 1, gx, gy;
   while (L < 32 && L * 8 < p->Dv)
@@ -268,16 +301,16 @@ static vkf_status backward_q(vkf_vk *vk, const vkf_op *op) {
   uint32_t gspec[2] = {wg, L};
   vkf_tref gops[4] = {s.g, dout, out, s.den};
   vkf_vk_range gr[3] = {rng(dout), rng(out), rng(s.den)}, gw[1] = {rng(s.g)};
-  vkf_status st =
+  st =
       launch(vk, op, *p, VKF_SHADER_attention_linear_g, gspec, 2, gops, 4, gx, gy, 1, gr, 3, gw, 1);
   if (st == VKF_OK) { /* dq */
     vkf_tref ops[6] = {dq, s.g, v, k, s.states, q};
     vkf_vk_range r[6] = {rng(s.g), rng(v), rng(k), rng(s.states), rng(q), rng(dq)};
     vkf_vk_range w[1] = {rng(dq)};
-    st = run_chunk(vk, op, 1, ops, r, 6, w, 1);
+    st = run_chunk(vk, op, 1, nh_rows, ops, r, 6, w, 1);
   }
   if (st == VKF_OK) /* R slots: per chunk sum of phi(q) g^T */
-    st = run_state(vk, op, 1, s.R, q, s.g);
+    st = run_state(vk, op, 1, nh_state, s.R, q, s.g);
   if (st == VKF_OK)
     st = run_scan(vk, op, 1, s.R, (vkf_tref){0});
   return st;
@@ -288,13 +321,19 @@ static vkf_status backward_kv(vkf_vk *vk, const vkf_op *op) {
   const vkf_tref dk = op->t[0], dv = op->t[1], q = op->t[3], k = op->t[4], v = op->t[5];
   lattn_parts s = {0};
   workspace_parts(p, op->t[2], &s);
+  uint32_t nh_k, nh_v; /* checked before anything is recorded */
+  vkf_status st = chunk_heads(vk, op, 2, &nh_k);
+  if (st == VKF_OK)
+    st = chunk_heads(vk, op, 3, &nh_v);
+  if (st != VKF_OK)
+    return st;
   vkf_tref ops_k[6] = {dk, v, s.g, q, s.R, k};
   vkf_vk_range rk[6] = {rng(v), rng(s.g), rng(q), rng(s.R), rng(k), rng(dk)}, wk[1] = {rng(dk)};
-  vkf_status st = run_chunk(vk, op, 2, ops_k, rk, 6, wk, 1);
+  st = run_chunk(vk, op, 2, nh_k, ops_k, rk, 6, wk, 1);
   if (st == VKF_OK) {
     vkf_tref ops_v[6] = {dv, k, q, s.g, s.R, {0}};
     vkf_vk_range rv[5] = {rng(k), rng(q), rng(s.g), rng(s.R), rng(dv)}, wv[1] = {rng(dv)};
-    st = run_chunk(vk, op, 3, ops_v, rv, 5, wv, 1);
+    st = run_chunk(vk, op, 3, nh_v, ops_v, rv, 5, wv, 1);
   }
   return st;
 }
