@@ -101,6 +101,9 @@ bool vkf_contains_nocase(const char *haystack, const char *needle);
   X(ADAMW, "adamw")                                                                                \
   X(GRAD_NORM, "grad_norm")                                                                        \
   X(CLIP_GRADS, "clip_grads")                                                                      \
+  /* ---- infer ---- */                                                                            \
+  X(KV_WRITE, "kv_write")                                                                          \
+  X(MATVEC, "matvec")                                                                              \
   /* end */
 
 typedef enum vkf_op_kind {
@@ -151,6 +154,8 @@ typedef union vkf_op_params {
   vkf_adamw_params adamw;
   vkf_grad_norm_params grad_norm;
   vkf_clip_grads_params clip_grads;
+  /* ---- infer ---- */
+  vkf_kv_write_params kv_write;
 } vkf_op_params;
 
 typedef struct vkf_op {
@@ -206,9 +211,9 @@ struct vkf_backend {
   vkf_profile profile;
 };
 
-/* CPU backend. */
+/* CPU backend. memory_limit: cap on tensor bytes (0 = none). */
 vkf_status vkf_cpu_backend_create(vkf_env *env, uint32_t threads, bool profiling,
-                                  vkf_backend **out);
+                                  uint64_t memory_limit, vkf_backend **out);
 void vkf_cpu_device_info(uint32_t threads, vkf_device_info *out);
 uint32_t vkf_cpu_default_threads(void);
 

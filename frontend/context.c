@@ -160,7 +160,7 @@ static vkf_status create_backend(vkf_context *ctx, const vkf_context_desc *desc)
   }
   bool automatic = !sel || !*sel;
   if (!automatic && vkf_contains_nocase(sel, "cpu") && strlen(sel) == 3)
-    return vkf_cpu_backend_create(env, threads, profiling, &ctx->be);
+    return vkf_cpu_backend_create(env, threads, profiling, opt.memory_limit, &ctx->be);
 
   enum { MAX_DEV = 16 };
   vkf_device_info devs[MAX_DEV];
@@ -196,7 +196,7 @@ static vkf_status create_backend(vkf_context *ctx, const vkf_context_desc *desc)
     uint32_t idx;
     if (parse_index(sel, &idx)) {
       if (idx == n)
-        return vkf_cpu_backend_create(env, threads, profiling, &ctx->be);
+        return vkf_cpu_backend_create(env, threads, profiling, opt.memory_limit, &ctx->be);
       if (idx > n)
         return vkf_fail(env, VKF_ERROR_NO_DEVICE,
                         "device index %u requested, but only %u Vulkan device(s)%s%s and the CPU "
@@ -227,7 +227,7 @@ static vkf_status create_backend(vkf_context *ctx, const vkf_context_desc *desc)
     snprintf(why, sizeof(why), "creating the Vulkan device failed: %s", env->error);
   }
   vkf_log(env, VKF_LOG_WARN, "using the CPU backend: %s", why);
-  return vkf_cpu_backend_create(env, threads, profiling, &ctx->be);
+  return vkf_cpu_backend_create(env, threads, profiling, opt.memory_limit, &ctx->be);
 }
 
 vkf_status vkf_context_create(const vkf_context_desc *desc, vkf_context **out) {
@@ -252,6 +252,9 @@ vkf_status vkf_context_create(const vkf_context_desc *desc, vkf_context **out) {
     vkf_free(&env, ctx);
     return st;
   }
+  /* a fallback's reason was logged; the new context has no error */
+  ctx->env.error[0] = 0;
+  ctx->env.error_status = VKF_OK;
   *out = ctx;
   return VKF_OK;
 }
@@ -276,8 +279,11 @@ const char *vkf_context_error(const vkf_context *ctx) {
 }
 
 vkf_status vkf_context_device(const vkf_context *ctx, vkf_device_info *out) {
-  if (!ctx || !out)
+  if (!ctx)
     return VKF_ERROR_NULL_POINTER;
+  if (!out)
+    return vkf_fail((vkf_env *)&ctx->env, VKF_ERROR_NULL_POINTER,
+                    "vkf_context_device: out is NULL");
   *out = ctx->be->info;
   return VKF_OK;
 }
@@ -302,8 +308,11 @@ vkf_status vkf_synchronize(vkf_context *ctx) {
 }
 
 vkf_status vkf_memory_stats_get(const vkf_context *ctx, vkf_memory_stats *out) {
-  if (!ctx || !out)
+  if (!ctx)
     return VKF_ERROR_NULL_POINTER;
+  if (!out)
+    return vkf_fail((vkf_env *)&ctx->env, VKF_ERROR_NULL_POINTER,
+                    "vkf_memory_stats_get: out is NULL");
   memset(out, 0, sizeof(*out));
   ctx->be->vt->memory_stats(ctx->be, out);
   out->tensors = ctx->live_tensors;
@@ -312,8 +321,11 @@ vkf_status vkf_memory_stats_get(const vkf_context *ctx, vkf_memory_stats *out) {
 
 vkf_status vkf_profile_read(vkf_context *ctx, vkf_op_time *out, uint32_t capacity,
                             uint32_t *count) {
-  if (!ctx || !count || (capacity && !out))
+  if (!ctx)
     return VKF_ERROR_NULL_POINTER;
+  if (!count || (capacity && !out))
+    return vkf_fail(&ctx->env, VKF_ERROR_NULL_POINTER,
+                    "vkf_profile_read: count is NULL, or out is NULL with capacity %u", capacity);
   if (!ctx->be->profiling)
     return vkf_fail(&ctx->env, VKF_ERROR_UNSUPPORTED,
                     "profiling is off: create the context with VKF_CONTEXT_PROFILE");
@@ -622,8 +634,11 @@ vkf_status vkf_tensor_copy(vkf_context *ctx, vkf_tensor dst, vkf_tensor src) {
   if (d->elements != s->elements)
     return vkf_fail(&ctx->env, VKF_ERROR_SHAPE_MISMATCH, "vkf_tensor_copy: %llu elements into %llu",
                     (unsigned long long)s->elements, (unsigned long long)d->elements);
-  if (d == s)
-    return VKF_OK;
+  if (vkf_slots_same(d, s))
+    return VKF_OK; /* the same bytes: nothing to do */
+  if (vkf_slots_overlap(d, s))
+    return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
+                    "vkf_tensor_copy: dst and src partly overlap (views of one storage)");
   return ctx->be->vt->copy(ctx->be, vkf_slot_tref(d), vkf_slot_tref(s));
 }
 

@@ -62,6 +62,12 @@ vkf_status vkf_gpt_config_resolve(vkf_context *ctx, vkf_gpt_config *c) {
     c->bias = 1;
   if (c->untied_head != 0 && c->untied_head != 1)
     c->untied_head = 1;
+  /* fields the architecture does not use take their defaults: config.json
+   * leaves them out, and a model must equal itself after a checkpoint */
+  if (c->positions != VKF_POS_ROPE)
+    c->rope_theta = 10000.0f;
+  if (c->attention != VKF_ATTN_SLIDING)
+    c->sliding_window = 0;
   return VKF_OK;
 }
 

@@ -66,10 +66,17 @@ static bool grow(vkf_graph *g, void **arr, uint32_t *cap, uint32_t n, size_t ele
   return true;
 }
 
-static vkf_node new_node(vkf_graph *g, const char *name, vkf_arena arena, vkf_dtype dtype,
-                         uint32_t ndim, const int64_t *shape) {
+static vkf_node new_node(vkf_graph *g, const char *name_in, vkf_arena arena, vkf_dtype dtype,
+                         uint32_t ndim, const int64_t *shape_in) {
   if (g->status != VKF_OK)
     return VKF_NODE_NONE;
+  /* name and shape may point into the node table (another node's), which
+   * grow() below may move: copy them first */
+  char name[sizeof(g->nodes[0].name)];
+  snprintf(name, sizeof(name), "%s", name_in ? name_in : "");
+  int64_t shape[VKF_MAX_DIMS] = {1, 1, 1, 1};
+  for (uint32_t i = 0; i < ndim && i < VKF_MAX_DIMS; i++)
+    shape[i] = shape_in[i];
   if (ndim < 1 || ndim > VKF_MAX_DIMS) {
     vkf_graph_fail(g, VKF_ERROR_INVALID_ARGUMENT, "%s: %u dimensions", name, ndim);
     return VKF_NODE_NONE;
@@ -93,7 +100,7 @@ static vkf_node new_node(vkf_graph *g, const char *name, vkf_arena arena, vkf_dt
   vkf_node id = g->n_nodes++;
   vkf_gnode *n = &g->nodes[id];
   memset(n, 0, sizeof(*n));
-  snprintf(n->name, sizeof(n->name), "%s", name ? name : "");
+  memcpy(n->name, name, sizeof(n->name));
   n->arena = arena;
   n->dtype = dtype;
   n->ndim = ndim;
@@ -295,7 +302,7 @@ vkf_status vkf_g_backward(vkf_graph *g, vkf_node loss) {
     vkf_g_fill(g, all, 0.0f);
   }
   char name[96];
-  snprintf(name, sizeof(name), "d%.90s", l->name);
+  snprintf(name, sizeof(name), "d%.90s", vkf_gn(g, loss)->name); /* l moved with the table */
   vkf_node dl = new_node(g, name, VKF_ARENA_ACTS, VKF_DTYPE_F32, vkf_gn(g, loss)->ndim,
                          vkf_gn(g, loss)->shape);
   if (!dl)

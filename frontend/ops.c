@@ -106,7 +106,9 @@ vkf_status vkf_tensor_fill(vkf_context *ctx, vkf_tensor t, float value) {
   }
   vkf_op op = {.kind = VKF_OP_FILL, .n_tensors = 1, .writes = 1};
   op.t[0] = vkf_slot_tref(s);
-  op.p.fill = (vkf_fill_params){(uint32_t)((s->bytes + 3) / 4), bits};
+  /* whole words; a 16-bit tensor of odd length ends in half a word, which the
+   * backends write on its own (a view's neighbour may own the other half) */
+  op.p.fill = (vkf_fill_params){(uint32_t)(s->bytes / 4), bits};
   return vkf_ctx_run(ctx, &op);
 }
 

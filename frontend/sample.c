@@ -1,5 +1,5 @@
 /* Token sampling and a whole-context next-token predictor. */
-#include "gpt.h"
+#include "infer.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -10,61 +10,138 @@ typedef struct cand {
   int32_t id;
 } cand;
 
-static int by_logit_desc(const void *a, const void *b) {
-  const cand *x = a, *y = b;
-  if (x->logit != y->logit)
-    return x->logit > y->logit ? -1 : 1;
-  return x->id < y->id ? -1 : x->id > y->id;
+/* a ranks before b: higher logit, then lower id */
+static bool ranks_before(cand a, cand b) {
+  return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
 }
 
-vkf_status vkf_sample_logits(const float *logits, uint32_t vocab, const vkf_sample_desc *desc,
-                             const int32_t *history, uint32_t n_history, vkf_rng *rng,
-                             int32_t *out) {
-  if (!logits || !out || (!rng && desc && desc->temperature > 0) || (n_history && !history))
-    return VKF_ERROR_NULL_POINTER;
-  if (!vocab || vocab > INT32_MAX)
-    return VKF_ERROR_INVALID_ARGUMENT;
-  vkf_sample_desc d = desc ? *desc : (vkf_sample_desc){0};
-  if (!(d.temperature >= 0) || !isfinite(d.temperature) || !(d.top_p >= 0 && d.top_p <= 1) ||
-      !(d.repetition_penalty >= 0) || !isfinite(d.repetition_penalty))
-    return VKF_ERROR_INVALID_ARGUMENT;
-  cand *c = malloc(vocab * sizeof(cand));
-  if (!c)
+static int by_rank(const void *a, const void *b) {
+  const cand *x = a, *y = b;
+  return ranks_before(*x, *y) ? -1 : ranks_before(*y, *x) ? 1 : 0;
+}
+
+vkf_status vkf_sampler_init(vkf_sampler *s, vkf_env *env, uint32_t vocab) {
+  memset(s, 0, sizeof(*s));
+  s->env = env;
+  s->cap = vocab;
+  s->cand = vkf_malloc(env, (size_t)vocab * sizeof(cand));
+  s->prob = vkf_malloc(env, (size_t)vocab * sizeof(double));
+  s->seen = vkf_calloc(env, vocab, 1);
+  if (!s->cand || !s->prob || !s->seen) {
+    vkf_sampler_free(s);
     return VKF_ERROR_OUT_OF_HOST_MEMORY;
-  for (uint32_t i = 0; i < vocab; i++)
-    c[i] = (cand){logits[i], (int32_t)i};
-  if (d.repetition_penalty > 0 && d.repetition_penalty != 1) {
-    for (uint32_t h = 0; h < n_history; h++) {
-      int32_t id = history[h];
-      if (id < 0 || (uint32_t)id >= vocab)
-        continue;
-      float l = logits[id]; /* applied once per distinct token */
-      c[id].logit = l > 0 ? l / d.repetition_penalty : l * d.repetition_penalty;
+  }
+  return VKF_OK;
+}
+
+void vkf_sampler_free(vkf_sampler *s) {
+  if (!s->env)
+    return;
+  vkf_free(s->env, s->cand);
+  vkf_free(s->env, s->prob);
+  vkf_free(s->env, s->seen);
+  memset(s, 0, sizeof(*s));
+}
+
+vkf_status vkf_sampler_check(const vkf_sample_desc *d) {
+  if (!d)
+    return VKF_OK;
+  if (!(d->temperature >= 0) || !isfinite(d->temperature) || !(d->top_p >= 0 && d->top_p <= 1) ||
+      !(d->repetition_penalty >= 0) || !isfinite(d->repetition_penalty))
+    return VKF_ERROR_INVALID_ARGUMENT;
+  return VKF_OK;
+}
+
+/* Sift the heap entry at i down (a min-heap in rank order: the root is the
+ * worst of the kept candidates). */
+static void sift_down(cand *h, uint32_t n, uint32_t i) {
+  for (;;) {
+    uint32_t w = i, l = 2 * i + 1, r = l + 1;
+    if (l < n && ranks_before(h[w], h[l]))
+      w = l;
+    if (r < n && ranks_before(h[w], h[r]))
+      w = r;
+    if (w == i)
+      return;
+    cand t = h[i];
+    h[i] = h[w];
+    h[w] = t;
+    i = w;
+  }
+}
+
+/* The k best of c[0..n) into c[0..k), in rank order. */
+static void top_k_sorted(cand *c, uint32_t n, uint32_t k) {
+  /* heapify the first k (worst at the root), then let better ones in */
+  for (uint32_t i = k / 2; i-- > 0;)
+    sift_down(c, k, i);
+  for (uint32_t i = k; i < n; i++) {
+    if (ranks_before(c[i], c[0])) {
+      c[0] = c[i];
+      sift_down(c, k, 0);
     }
   }
+  qsort(c, k, sizeof(cand), by_rank);
+}
+
+vkf_status vkf_sampler_pick(vkf_sampler *s, const float *logits, uint32_t vocab,
+                            const vkf_sample_desc *desc, const int32_t *history, uint32_t n_history,
+                            vkf_rng *rng, int32_t *out) {
+  if (vocab > s->cap)
+    return VKF_ERROR_INVALID_ARGUMENT;
+  vkf_sample_desc d = desc ? *desc : (vkf_sample_desc){0};
+  cand *c = s->cand;
   for (uint32_t i = 0; i < vocab; i++)
-    if (isnan(c[i].logit))
-      c[i].logit = -INFINITY;
-  qsort(c, vocab, sizeof(cand), by_logit_desc);
-  if (d.temperature == 0) {
-    *out = c[0].id;
-    free(c);
+    c[i] = (cand){isnan(logits[i]) ? -INFINITY : logits[i], (int32_t)i};
+  if (d.repetition_penalty > 0 && d.repetition_penalty != 1) {
+    /* once per distinct token of the history */
+    for (uint32_t h = 0; h < n_history; h++) {
+      int32_t id = history[h];
+      if (id < 0 || (uint32_t)id >= vocab || s->seen[id])
+        continue;
+      s->seen[id] = 1;
+      float l = c[id].logit;
+      c[id].logit = l > 0 ? l / d.repetition_penalty : l * d.repetition_penalty;
+    }
+    for (uint32_t h = 0; h < n_history; h++)
+      if (history[h] >= 0 && (uint32_t)history[h] < vocab)
+        s->seen[history[h]] = 0;
+  }
+  if (d.temperature == 0) { /* greedy: the first maximum */
+    uint32_t best = 0;
+    for (uint32_t i = 1; i < vocab; i++)
+      if (c[i].logit > c[best].logit)
+        best = i;
+    *out = (int32_t)best;
     return VKF_OK;
   }
+  const bool nucleus = d.top_p > 0 && d.top_p < 1;
   uint32_t n = vocab;
-  if (d.top_k && d.top_k < n)
+  if (d.top_k && d.top_k < vocab) {
     n = d.top_k;
-  /* probabilities of the candidates, max-subtracted, in double */
-  double *p = malloc(n * sizeof(double)), sum = 0;
-  if (!p) {
-    free(c);
-    return VKF_ERROR_OUT_OF_HOST_MEMORY;
+    top_k_sorted(c, vocab, n);
+  } else if (nucleus) {
+    qsort(c, vocab, sizeof(cand), by_rank);
   }
+  /* c[0..n) are the candidates (in rank order when top-k or top-p cut) */
+  float mx = -INFINITY;
+  for (uint32_t i = 0; i < n; i++)
+    mx = c[i].logit > mx ? c[i].logit : mx;
+  if (mx == -INFINITY) { /* nothing has probability: the best ranked */
+    uint32_t best = 0;
+    for (uint32_t i = 1; i < n; i++)
+      if (ranks_before(c[i], c[best]))
+        best = i;
+    *out = c[best].id;
+    return VKF_OK;
+  }
+  double *p = s->prob, sum = 0;
   for (uint32_t i = 0; i < n; i++) {
-    p[i] = c[i].logit == -INFINITY ? 0.0 : exp(((double)c[i].logit - c[0].logit) / d.temperature);
+    p[i] = c[i].logit == -INFINITY ? 0.0 : exp(((double)c[i].logit - mx) / d.temperature);
     sum += p[i];
   }
-  if (d.top_p > 0 && d.top_p < 1) {
+  if (nucleus) {
+    /* the smallest prefix (rank order) whose mass reaches top_p */
     double acc = 0;
     uint32_t keep = n;
     for (uint32_t i = 0; i < n; i++) {
@@ -80,18 +157,37 @@ vkf_status vkf_sample_logits(const float *logits, uint32_t vocab, const vkf_samp
       sum += p[i];
   }
   double r = vkf_rng_uniform(rng) * sum, acc = 0;
-  int32_t pick = c[0].id;
+  int32_t pick = -1;
   for (uint32_t i = 0; i < n; i++) {
+    if (p[i] <= 0)
+      continue;
+    pick = c[i].id; /* the last with probability, should rounding leave r >= acc */
     acc += p[i];
-    if (r < acc && p[i] > 0) {
-      pick = c[i].id;
+    if (r < acc)
       break;
-    }
   }
-  free(p);
-  free(c);
   *out = pick;
   return VKF_OK;
+}
+
+vkf_status vkf_sample_logits(const float *logits, uint32_t vocab, const vkf_sample_desc *desc,
+                             const int32_t *history, uint32_t n_history, vkf_rng *rng,
+                             int32_t *out) {
+  if (!logits || !out || (!rng && desc && desc->temperature > 0) || (n_history && !history))
+    return VKF_ERROR_NULL_POINTER;
+  if (!vocab || vocab > INT32_MAX)
+    return VKF_ERROR_INVALID_ARGUMENT;
+  vkf_status st = vkf_sampler_check(desc);
+  if (st != VKF_OK)
+    return st;
+  vkf_env env;
+  vkf_env_init(&env, NULL);
+  vkf_sampler s;
+  st = vkf_sampler_init(&s, &env, vocab);
+  if (st == VKF_OK)
+    st = vkf_sampler_pick(&s, logits, vocab, desc, history, n_history, rng, out);
+  vkf_sampler_free(&s);
+  return st;
 }
 
 struct vkf_predictor {
@@ -135,6 +231,8 @@ vkf_status vkf_predictor_create(vkf_gpt *m, vkf_predictor **out) {
                       : VKF_OK;
   if (st == VKF_OK)
     st = vkf_gpt_build(p->g, &m->cfg, 1, T, false, &p->gg);
+  if (st == VKF_OK)
+    p->g->arena_bytes[VKF_ARENA_GRADS] = 0; /* no gradients: no buffer for them */
   if (st == VKF_OK) {
     vkf_g_keep(p->g, p->gg.logits);
     p->index = vkf_calloc(env, p->gg.index_len, sizeof(int32_t));

@@ -224,6 +224,10 @@ vkf_status vkf_trainer_create(vkf_gpt *m, const vkf_train_desc *desc, vkf_traine
   vkf_graph_memory gm;
   if (st == VKF_OK)
     st = vkf_g_plan(g, &gm);
+  /* device memory the executors hold: the arenas, plus the scratch some
+   * kernels allocate while the step is recorded (it belongs to the program) */
+  vkf_memory_stats before = {0}, after = {0};
+  vkf_memory_stats_get(ctx, &before);
   if (st == VKF_OK) {
     /* the model's parameter buffer is this graph's PARAMS arena */
     vkf_buffer *shared[VKF_ARENA_COUNT] = {0};
@@ -232,6 +236,7 @@ vkf_status vkf_trainer_create(vkf_gpt *m, const vkf_train_desc *desc, vkf_traine
   }
   if (st == VKF_OK)
     st = vkf_gexec_create(g, t->be, t->train->arena, 0, g->backward_from, true, &t->eval);
+  vkf_memory_stats_get(ctx, &after);
   if (st == VKF_OK) {
     t->index = vkf_calloc(env, t->gg.index_len, sizeof(int32_t));
     if (!t->index)
@@ -250,6 +255,8 @@ vkf_status vkf_trainer_create(vkf_gpt *m, const vkf_train_desc *desc, vkf_traine
     return st;
   }
   uint64_t opt = 2 * t->n_flat * 4;
+  uint64_t planned = gm.grads + gm.inputs + gm.activations;
+  uint64_t held = after.device_bytes_used - before.device_bytes_used;
   t->mem = (vkf_train_memory){
       .params = gm.params,
       .grads = gm.grads,
@@ -257,15 +264,17 @@ vkf_status vkf_trainer_create(vkf_gpt *m, const vkf_train_desc *desc, vkf_traine
       .inputs = gm.inputs - opt,
       .activations = gm.activations,
       .activations_without_reuse = gm.activations_unplanned,
-      .total = gm.params + gm.grads + gm.inputs + gm.activations,
+      .total = gm.params + (held > planned ? held : planned),
   };
   *out = t;
   return VKF_OK;
 }
 
 vkf_status vkf_trainer_memory(const vkf_trainer *t, vkf_train_memory *out) {
-  if (!t || !out)
+  if (!t)
     return VKF_ERROR_NULL_POINTER;
+  if (!out)
+    return vkf_fail(t->env, VKF_ERROR_NULL_POINTER, "vkf_trainer_memory: out is NULL");
   *out = t->mem;
   return VKF_OK;
 }

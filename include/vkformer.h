@@ -308,7 +308,8 @@ VKF_API vkf_status vkf_tensor_write(vkf_context *ctx, vkf_tensor tensor, const v
 VKF_API vkf_status vkf_tensor_read(vkf_context *ctx, vkf_tensor tensor, void *dst, size_t bytes);
 /* Set every element to `value` (converted to the dtype). */
 VKF_API vkf_status vkf_tensor_fill(vkf_context *ctx, vkf_tensor tensor, float value);
-/* dst = src; same dtype and element count. */
+/* dst = src; same dtype and element count. dst and src may be the same
+ * bytes (nothing happens) but must not otherwise overlap. */
 VKF_API vkf_status vkf_tensor_copy(vkf_context *ctx, vkf_tensor dst, vkf_tensor src);
 
 /* ------------------------------------------------------------------------ */
@@ -977,11 +978,11 @@ typedef struct vkf_gpt_config {
   float norm_eps; /* 0 = 1e-5 */
   vkf_mlp_kind mlp;
   vkf_pos_kind positions;
-  float rope_theta; /* 0 = 10000 */
+  float rope_theta; /* 0 = 10000; set to 10000 without RoPE */
   int bias;         /* biases on the linear layers and norms (GPT-2: 1) */
   int untied_head;  /* 1 = a separate LM head; 0 = tied to the token embedding */
   vkf_attn_kind attention;
-  uint32_t sliding_window; /* for VKF_ATTN_SLIDING */
+  uint32_t sliding_window; /* for VKF_ATTN_SLIDING; set to 0 otherwise */
 } vkf_gpt_config;
 
 /* Fills the defaults in and checks the config (error says which field). */
@@ -1112,7 +1113,10 @@ typedef struct vkf_train_memory {
   uint64_t params, grads, optimizer, inputs;
   uint64_t activations;               /* planned: activations reuse dead ones' memory */
   uint64_t activations_without_reuse; /* the sum of every activation's size */
-  uint64_t total;                     /* device bytes of one training step */
+  /* device bytes of one training step: the above as allocated (rounded up),
+   * plus the scratch some kernels of the recorded step hold (Vulkan: a few
+   * KiB) */
+  uint64_t total;
 } vkf_train_memory;
 
 /* Builds the training step of `model` for the desc's batch shape: forward,
@@ -1197,6 +1201,203 @@ VKF_API vkf_status vkf_safetensors_write(vkf_context *ctx, const char *path,
                                          const vkf_named_array *arrays, uint32_t n,
                                          const char *const *meta_keys,
                                          const char *const *meta_values, uint32_t n_meta);
+
+/* ---- infer: inference: KV cache, sessions, sampling, streaming ---- */
+
+/* Appends new key and value rows of B sequences to their caches at positions
+ * read from the device, so a recorded decoding step (one program replayed for
+ * every token) serves every position:
+ *   k_cache [B, R, ...] (R rows per sequence), v_cache [B, R, ...];
+ *   k [B, T, ...] with k_cache's trailing dims, v [B, T, ...] with v_cache's;
+ *   where: i32 [B, 2], row b = (start, count).
+ * Only the last `count` new rows of sequence b are written (its tokens sit
+ * right-aligned after left padding, as with bottom-right aligned attention;
+ * count <= 0 writes nothing, count >= T everything): row t >= T - count
+ * goes to cache row start + t, with VKF_KV_RING to (start + t) mod R (a
+ * sliding window's ring); without it rows outside [0, R) are skipped. Other
+ * cache rows are left as they are. All f32 except where. R, T <= 2^30.
+ * The caches must not overlap each other or any input. Statuses:
+ * NULL_POINTER, STALE_HANDLE, DTYPE_MISMATCH, SHAPE_MISMATCH,
+ * INVALID_ARGUMENT (flags, aliasing). */
+enum vkf_kv_write_flags {
+  VKF_KV_RING = 1u << 0,
+};
+VKF_API vkf_status vkf_kv_cache_write(vkf_context *ctx, vkf_tensor k_cache, vkf_tensor v_cache,
+                                      vkf_tensor k, vkf_tensor v, vkf_tensor where, uint32_t flags);
+
+/* Inference sessions.
+ *
+ * A session generates text with a model: it keeps a KV cache on the device
+ * for n_seq independent sequences (batched decoding: several users, or
+ * best-of-N samples of one prompt), runs a prompt through the model in one
+ * forward per piece (prefill) and then one token per step for every active
+ * sequence (decode), each step one recorded program replayed with the
+ * per-step values (tokens, positions, cache lengths) written into device
+ * tensors. The cache holds, per sequence and layer, keys and values of
+ * n_kv_head heads: 2 * n_layer * n_kv_head * head_dim * 4 bytes per token
+ * (grouped-query and multi-query models need n_head / n_kv_head times less).
+ * Sliding-window models keep a ring of window + prefill_chunk rows when that
+ * is shorter than max_seq. Linear-attention models are not supported yet
+ * (VKF_ERROR_UNSUPPORTED).
+ *
+ * Several sessions may share one model (its weights are not copied); the
+ * model must outlive them.
+ *
+ * Thread safety: a session is used by one thread at a time, and since it
+ * records work on its model's context, sessions of one context (and
+ * everything else made from that context) must not be used at the same time
+ * either: use one context per thread for parallel generation.
+ * vkf_session_cancel() is the exception: any thread may call it at any time
+ * (it only sets an atomic flag). */
+typedef struct vkf_session vkf_session;
+
+typedef struct vkf_session_desc {
+  /* Positions one sequence holds (prompt and generated tokens). 0 = the
+   * model's context_length; at most context_length with learned positions. */
+  uint32_t max_seq;
+  /* Sequences (cache slots) decoded together in one step. 0 = 1. */
+  uint32_t n_seq;
+  /* Most prompt tokens per prefill forward; longer prompts go in pieces.
+   * 0 = min(256, max_seq). */
+  uint32_t prefill_chunk;
+} vkf_session_desc;
+
+/* A session on `model`. Allocates the cache and the activations of the
+ * largest step; programs are recorded on first use. */
+VKF_API vkf_status vkf_session_create(vkf_gpt *model, const vkf_session_desc *desc,
+                                      vkf_session **out);
+/* A session on a model loaded from a trainer checkpoint
+ * (vkf_gpt_load_checkpoint); the session owns that model. A missing file is
+ * VKF_ERROR_IO, a malformed one VKF_ERROR_FORMAT. */
+VKF_API vkf_status vkf_session_open(vkf_context *ctx, const char *checkpoint,
+                                    const vkf_session_desc *desc, vkf_session **out);
+/* Frees the session (and a model it owns). NULL is ignored. */
+VKF_API void vkf_session_destroy(vkf_session *session);
+/* The session's model. */
+VKF_API vkf_gpt *vkf_session_model(const vkf_session *session);
+
+typedef struct vkf_session_info {
+  uint32_t n_seq, max_seq, prefill_chunk, vocab_size;
+  uint32_t cache_rows;         /* rows per sequence and layer (max_seq, or the ring) */
+  uint64_t kv_bytes_per_token; /* per sequence, all layers */
+  uint64_t kv_bytes;           /* the whole cache */
+  uint64_t activation_bytes;   /* shared by every step */
+  const char *attention;       /* how attention decodes: "standard", "sliding-ring" */
+} vkf_session_info;
+VKF_API vkf_status vkf_session_info_get(const vkf_session *session, vkf_session_info *out);
+
+/* Low-level use. Sequences are numbered 0 .. n_seq-1; each holds the tokens
+ * appended to it since its last reset. */
+
+/* Empties sequence `seq`. */
+VKF_API vkf_status vkf_session_reset(vkf_session *session, uint32_t seq);
+/* Tokens held by sequence `seq` (0 for an unknown seq). */
+VKF_API uint32_t vkf_session_length(const vkf_session *session, uint32_t seq);
+/* Appends tokens[0..n) (n >= 1) to sequence `seq` (prefill in pieces of at
+ * most prefill_chunk tokens) and writes the next-token logits after the last
+ * one to logits[vocab_size] (may be NULL). Ids outside [0, vocab_size) and
+ * more tokens than the sequence has room for fail with
+ * VKF_ERROR_INVALID_ARGUMENT and change nothing. */
+VKF_API vkf_status vkf_session_append(vkf_session *session, uint32_t seq, const int32_t *tokens,
+                                      uint32_t n, float *logits);
+/* One decoding step: tokens[i] is appended to sequence seqs[i] (n distinct
+ * sequences, 1 <= n <= n_seq), all in one forward; logits [n, vocab_size]
+ * receives each one's next-token logits (may be NULL). */
+VKF_API vkf_status vkf_session_step(vkf_session *session, const uint32_t *seqs,
+                                    const int32_t *tokens, uint32_t n, float *logits);
+/* Makes sequence dst a copy of sequence src (cache and tokens), e.g. to
+ * sample several continuations of one prompt. */
+VKF_API vkf_status vkf_session_fork(vkf_session *session, uint32_t src, uint32_t dst);
+
+/* Generation. */
+typedef enum vkf_stop_reason {
+  VKF_STOP_NONE = 0,       /* still running (or never started) */
+  VKF_STOP_TOKEN = 1,      /* sampled one of the stop tokens (not delivered) */
+  VKF_STOP_MAX_TOKENS = 2, /* max_new_tokens delivered */
+  VKF_STOP_FULL = 3,       /* the sequence reached max_seq positions */
+  VKF_STOP_CALLBACK = 4,   /* the token callback returned nonzero */
+  VKF_STOP_CANCELLED = 5,  /* vkf_session_cancel() */
+} vkf_stop_reason;
+
+enum vkf_generate_flags {
+  /* Append the prompt to what the sequence holds (a chat's next turn, with
+   * the previous reply) instead of starting from an empty sequence. */
+  VKF_GENERATE_CONTINUE = 1u << 0,
+};
+
+/* One sequence to generate. Inputs first (zero = default), then results. */
+typedef struct vkf_generate_request {
+  const int32_t *prompt; /* n_prompt ids; at least one token in total (prompt
+                            plus, with CONTINUE, what the sequence holds) */
+  uint32_t n_prompt;
+  uint32_t seq;   /* the sequence (cache slot) it uses; distinct per request */
+  uint32_t flags; /* vkf_generate_flags */
+  vkf_sample_desc sample;
+  uint64_t seed;              /* of this request's random numbers: reproducible */
+  uint32_t max_new_tokens;    /* 0 = until the sequence is full */
+  const int32_t *stop_tokens; /* ids that end the request; NULL/0 = none (byte-level) */
+  uint32_t n_stop_tokens;
+  /* Repetition penalty looks at the last this-many tokens of the sequence
+   * (prompt and generated). 0 = all. */
+  uint32_t penalty_window;
+  int32_t *out;     /* optional: generated ids are stored here too */
+  uint32_t out_cap; /* capacity of out; generation goes on past it */
+  /* results */
+  uint32_t n_generated; /* delivered tokens (the stop token is not one) */
+  vkf_stop_reason stop;
+} vkf_generate_request;
+
+/* A generated token, given to the callback as soon as it is sampled. */
+typedef struct vkf_token_event {
+  uint32_t request; /* index into the requests array */
+  uint32_t seq;
+  uint32_t index; /* 0 for the request's first generated token */
+  int32_t token;
+} vkf_token_event;
+/* Called on the generating thread for every token; return 0 to go on, nonzero
+ * to end that request (VKF_STOP_CALLBACK). It must not use the session or its
+ * context (except vkf_session_cancel). */
+typedef int (*vkf_token_fn)(void *user, const vkf_token_event *event);
+
+/* Generates for n requests (1 <= n <= n_seq) together: each prompt is
+ * prefilled (identical prompts of fresh requests once, then copied), the
+ * first token sampled from the prompt's logits, then every step decodes one
+ * token for each running request in one forward. Tokens go to fn (may be
+ * NULL) as they are sampled. Stops each request on a stop token,
+ * max_new_tokens, a full sequence or the callback; returns VKF_OK when all
+ * have stopped. vkf_session_cancel() makes it return VKF_ERROR_CANCELLED
+ * within one step (prefill piece or decode step), every unfinished request
+ * marked VKF_STOP_CANCELLED; tokens delivered so far stay in the sequences
+ * (CONTINUE resumes), and a prompt cut in its prefill as far as it went.
+ * Errors in a request (ids outside the vocabulary, a prompt longer than the
+ * room left, bad sample desc, repeated seq) fail before anything runs with
+ * VKF_ERROR_INVALID_ARGUMENT. */
+VKF_API vkf_status vkf_session_generate(vkf_session *session, vkf_generate_request *requests,
+                                        uint32_t n, vkf_token_fn fn, void *user);
+
+/* Asks the generation running on `session` to stop; safe from any thread.
+ * The request stays pending until a vkf_session_generate() call returns
+ * VKF_ERROR_CANCELLED for it: one running now (within a step), or the next
+ * one started (at once) when none is running. */
+VKF_API void vkf_session_cancel(vkf_session *session);
+
+/* Timing of the last vkf_session_generate() call. */
+typedef struct vkf_session_stats {
+  uint64_t prompt_tokens;    /* prefilled (all requests) */
+  uint64_t generated_tokens; /* sampled (all requests; stop tokens included) */
+  uint64_t decode_steps;
+  double prefill_seconds;     /* prompt forwards (with their logits read) */
+  double decode_seconds;      /* decode steps, sampling included */
+  double time_to_first_token; /* from the call to the first callback */
+  double total_seconds;
+  double prefill_tokens_per_second;
+  double decode_tokens_per_second; /* tokens from decode steps / decode_seconds */
+  /* per decode step, averages in microseconds: host work before the step
+   * (inputs), the step (submission, device work and the wait for it), logits
+   * read-back, and sampling with the callbacks */
+  double step_input_us, step_run_us, step_read_us, step_sample_us;
+} vkf_session_stats;
+VKF_API vkf_status vkf_session_stats_get(const vkf_session *session, vkf_session_stats *out);
 
 /* ------------------------------------------------------------------------ */
 /* Captured programs: record a sequence of ops once, replay it many times.

@@ -12,6 +12,7 @@ packages=(
   libcmocka-dev                  # tests
   mesa-vulkan-drivers            # lavapipe: Vulkan on the CPU, for machines without a GPU
   vulkan-validationlayers        # tests run with the Khronos validation layer
+  python3-torch python3-numpy    # tests/torch_ref: GPT training checked against PyTorch
 )
 if [ "${1:-}" = "--with-tools" ]; then
   packages+=(vulkan-tools)

@@ -65,3 +65,10 @@ vkf_shader(adamw optim_adamw.comp)
 vkf_shader(grad_norm optim_grad_norm.comp)
 vkf_shader(grad_norm_final optim_grad_norm.comp FINAL)
 vkf_shader(clip_grads optim_clip.comp)
+# ---- infer: inference: KV-cache writes ----
+vkf_shader(kv_write infer.comp)
+# matvec: b stored [K, N] (_nn) or [N, K] (_nt); _vec4 on aligned operands
+vkf_shader(matvec_nn matvec.comp NN)
+vkf_shader(matvec_nn_vec4 matvec.comp NN VEC4)
+vkf_shader(matvec_nt matvec.comp NT)
+vkf_shader(matvec_nt_vec4 matvec.comp NT VEC4)

@@ -51,7 +51,9 @@ struct vkf_scale_params {
   VKF_F32 s;
 };
 
-/* fill: c[i] = bits (32-bit pattern). operands: 0 c */
+/* fill: c[i] = bits (32-bit pattern) for the n whole words; when the
+ * operand's byte size is not a multiple of 4 (16-bit dtypes, odd length),
+ * its last 2 bytes get the low half of bits. operands: 0 c */
 struct vkf_fill_params {
   VKF_U32 n;
   VKF_U32 bits;
@@ -348,6 +350,29 @@ struct vkf_clip_grads_params {
   VKF_F32 max_norm;
 };
 
+/* ---- infer: inference: KV-cache writes ---- */
+/* kv_write: appends new key/value rows of B sequences to their caches at
+ * positions read from the device (so one recorded step serves every
+ * position). k_cache [B, rows, Wk], v_cache [B, rows, Wv]; k [B, T, Wk],
+ * v [B, T, Wv]; where i32 [B, 2] = (start, count): only the last count
+ * rows of sequence b are written (the new tokens, right-aligned after left
+ * padding): row t >= T - count goes to cache row r = start + t, or
+ * (start + t) mod rows with VKF_KVW_RING; without it rows outside
+ * [0, rows) are skipped.
+ * operands: 0 k_cache, 1 v_cache, 2 k, 3 v, 4 where */
+#define VKF_KVW_RING 1u
+struct vkf_kv_write_params {
+  VKF_U32 B, T, rows;
+  VKF_U32 Wk, Wv;
+  VKF_U32 flags;
+};
+/* matvec: the products of a decoding step, c = alpha * a . op(b) (+ beta * c)
+ * (+ bias) for a few rows of a (M <= VKF_MATVEC_MAX_M): one pass over b.
+ * Takes vkf_matmul_params with batch 1 and no VKF_MM_TRANS_A (the steps'
+ * one-row products: each row is one sequence's token). operands as matmul:
+ * 0 c, 1 a, 2 b, 3 bias (optional). */
+#define VKF_MATVEC_MAX_M 8u
+
 #ifndef VKF_GLSL
 typedef struct vkf_matmul_params vkf_matmul_params;
 typedef struct vkf_binary_params vkf_binary_params;
@@ -378,6 +403,8 @@ typedef struct vkf_cross_entropy_params vkf_cross_entropy_params;
 typedef struct vkf_adamw_params vkf_adamw_params;
 typedef struct vkf_grad_norm_params vkf_grad_norm_params;
 typedef struct vkf_clip_grads_params vkf_clip_grads_params;
+/* ---- infer ---- */
+typedef struct vkf_kv_write_params vkf_kv_write_params;
 #endif
 
 #endif /* VKF_PARAMS_H */

@@ -26,17 +26,28 @@
 
 enum { RB = 32, CB = 32 }; /* rows / keys per task */
 
+/* The portable loops below also run one-row products (decoding) with BLAS:
+ * AVX-512 and AVX2+FMA clones on x86-64 with GCC, picked at run time. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define ATTN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define ATTN_CLONES
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Small products on raw pointers (row-major, leading dimensions in floats)  */
 /* ------------------------------------------------------------------------ */
 
 /* C[M, N] = alpha * A[M, K] . B[N, K]^T */
-static void gemm_nt(uint32_t M, uint32_t N, uint32_t K, float alpha, const float *A, size_t lda,
-                    const float *B, size_t ldb, float *C, size_t ldc) {
+ATTN_CLONES static void gemm_nt(uint32_t M, uint32_t N, uint32_t K, float alpha, const float *A,
+                                size_t lda, const float *B, size_t ldb, float *C, size_t ldc) {
   if (!M || !N)
     return;
 #ifdef VKF_HAVE_CBLAS
-  if (K) {
+  /* one query row (decoding) runs the loops below: OpenBLAS's sgemm is
+   * several times slower there, and its threads' wake-ups cost more than
+   * such a product */
+  if (K && M > 1) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda,
                 B, (int)ldb, 0.0f, C, (int)ldc);
     return;
@@ -61,12 +72,12 @@ static void gemm_nt(uint32_t M, uint32_t N, uint32_t K, float alpha, const float
 }
 
 /* C[M, N] (+)= A[M, K] . B[K, N] */
-static void gemm_nn(uint32_t M, uint32_t N, uint32_t K, const float *A, size_t lda, const float *B,
-                    size_t ldb, float *C, size_t ldc, bool accumulate) {
+ATTN_CLONES static void gemm_nn(uint32_t M, uint32_t N, uint32_t K, const float *A, size_t lda,
+                                const float *B, size_t ldb, float *C, size_t ldc, bool accumulate) {
   if (!M || !N)
     return;
 #ifdef VKF_HAVE_CBLAS
-  if (K) {
+  if (K && M > 1) { /* one row: the loops below (see gemm_nt) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A,
                 (int)lda, B, (int)ldb, accumulate ? 1.0f : 0.0f, C, (int)ldc);
     return;

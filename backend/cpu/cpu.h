@@ -14,6 +14,7 @@ typedef struct vkf_cpu {
   vkf_backend base;
   vkf_pool *pool;
   uint64_t bytes_used, bytes_peak;
+  uint64_t memory_limit; /* 0 = none */
   uint32_t buffers;
   vkf_program *capturing; /* non-NULL between capture_begin and capture_end */
 } vkf_cpu;
@@ -75,6 +76,9 @@ vkf_status vkf_cpu_cross_entropy_backward(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_adamw(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_grad_norm(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_clip_grads(vkf_cpu *cpu, const vkf_op *op);
+/* ---- infer ---- */
+vkf_status vkf_cpu_kv_write(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_matvec(vkf_cpu *cpu, const vkf_op *op);
 
 /* Matmul on raw pointers (used by other CPU ops too). */
 void vkf_cpu_matmul_f32(vkf_pool *pool, const vkf_matmul_params *p, float *c, const float *a,

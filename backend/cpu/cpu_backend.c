@@ -51,6 +51,9 @@ static const vkf_cpu_op_fn op_table[VKF_OP_COUNT] = {
     [VKF_OP_ADAMW] = vkf_cpu_adamw,
     [VKF_OP_GRAD_NORM] = vkf_cpu_grad_norm,
     [VKF_OP_CLIP_GRADS] = vkf_cpu_clip_grads,
+    /* ---- infer ---- */
+    [VKF_OP_KV_WRITE] = vkf_cpu_kv_write,
+    [VKF_OP_MATVEC] = vkf_cpu_matvec,
 };
 
 uint32_t vkf_cpu_default_threads(void) {
@@ -102,6 +105,11 @@ static vkf_status cpu_buffer_create(vkf_backend *be, uint64_t bytes, vkf_buffer 
   *out = NULL;
   /* Round up so 4-byte-wide kernels (fill of 16-bit tensors) stay inside. */
   uint64_t size = (bytes + 63) & ~(uint64_t)63;
+  if (cpu->memory_limit && size > cpu->memory_limit - cpu->bytes_used)
+    return vkf_fail(be->env, VKF_ERROR_OUT_OF_DEVICE_MEMORY,
+                    "out of memory: %llu MiB more would pass the %llu MiB limit (%llu MiB in use)",
+                    (unsigned long long)(size >> 20), (unsigned long long)(cpu->memory_limit >> 20),
+                    (unsigned long long)(cpu->bytes_used >> 20));
   vkf_buffer *b = vkf_malloc(be->env, sizeof(*b));
   void *data = NULL;
   if (b && size <= SIZE_MAX && posix_memalign(&data, 64, (size_t)size) != 0)
@@ -295,7 +303,7 @@ static const vkf_backend_vtbl cpu_vtbl = {
 };
 
 vkf_status vkf_cpu_backend_create(vkf_env *env, uint32_t threads, bool profiling,
-                                  vkf_backend **out) {
+                                  uint64_t memory_limit, vkf_backend **out) {
   *out = NULL;
   vkf_cpu *cpu = vkf_calloc(env, 1, sizeof(*cpu));
   if (!cpu)
@@ -308,6 +316,7 @@ vkf_status vkf_cpu_backend_create(vkf_env *env, uint32_t threads, bool profiling
   cpu->base.vt = &cpu_vtbl;
   cpu->base.env = env;
   cpu->base.profiling = profiling;
+  cpu->memory_limit = memory_limit;
   vkf_cpu_device_info(vkf_pool_threads(cpu->pool), &cpu->base.info);
   *out = &cpu->base;
   return VKF_OK;

@@ -1,6 +1,8 @@
 /* fill, add, mul, scale on the CPU. */
 #include "cpu.h"
 
+#include <string.h>
+
 #define GRAIN 16384u
 
 static void fill_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
@@ -14,6 +16,9 @@ static void fill_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) 
 
 vkf_status vkf_cpu_fill(vkf_cpu *cpu, const vkf_op *op) {
   vkf_pool_run(cpu->pool, op->p.fill.n, GRAIN, fill_task, (void *)op);
+  uint64_t tail = op->t[0].bytes - 4ull * op->p.fill.n;
+  if (tail) /* the low half of the pattern (little-endian) */
+    memcpy((char *)vkf_cpu_f32(op, 0) + 4ull * op->p.fill.n, &op->p.fill.bits, (size_t)tail);
   return VKF_OK;
 }
 

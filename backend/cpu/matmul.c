@@ -104,10 +104,18 @@ static void gemm_one(const mm_job *j, uint32_t bi, uint32_t r0, uint32_t r1) {
 #ifdef VKF_HAVE_CBLAS
   const bool ta = p->flags & VKF_MM_TRANS_A;
   const float *Ar = ta ? A + r0 : A + (size_t)r0 * p->lda;
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-              (p->flags & VKF_MM_TRANS_B) ? CblasTrans : CblasNoTrans, (int)(r1 - r0), (int)p->N,
-              (int)p->K, p->alpha, Ar, (int)p->lda, B, (int)p->ldb, beta, C + (size_t)r0 * p->ldc,
-              (int)p->ldc);
+  if (r1 - r0 == 1) {
+    /* One row (decoding a token): a matrix-vector product. OpenBLAS's sgemm
+     * takes several times longer than its sgemv here. */
+    const bool tb = p->flags & VKF_MM_TRANS_B;
+    cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? (int)p->N : (int)p->K,
+                tb ? (int)p->K : (int)p->N, p->alpha, B, (int)p->ldb, Ar, ta ? (int)p->lda : 1,
+                beta, C + (size_t)r0 * p->ldc, 1);
+  } else
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                (p->flags & VKF_MM_TRANS_B) ? CblasTrans : CblasNoTrans, (int)(r1 - r0), (int)p->N,
+                (int)p->K, p->alpha, Ar, (int)p->lda, B, (int)p->ldb, beta, C + (size_t)r0 * p->ldc,
+                (int)p->ldc);
 #else
   gemm_rows(p, C, A, B, r0, r1, beta);
 #endif

@@ -91,6 +91,7 @@ typedef struct vkf_vk_memory {
   uint64_t allocated, used, peak;
   vkf_vk_block **blocks;
   uint32_t n_blocks, cap_blocks;
+  vkf_vk_block *scratch; /* a few device words for internal commands */
 } vkf_vk_memory;
 
 /* ------------------------------------------------------------------------ */
@@ -126,9 +127,11 @@ typedef struct vkf_vk_slot {
   VkFence fence;
   bool recording, in_flight;
   uint32_t commands;
-  /* staging blocks to free when this submission completes */
+  /* staging blocks to free when this submission completes; small copies
+   * share the last one (staging_used bytes of it are taken) */
   vkf_vk_block **staging;
   uint32_t n_staging, cap_staging;
+  uint64_t staging_used, staging_bytes;
   /* host destinations to fill from staging after completion */
   struct vkf_vk_readback *readbacks;
   uint32_t n_readbacks, cap_readbacks;
@@ -189,6 +192,7 @@ typedef struct vkf_vk {
   VkCommandPool pool;
   vkf_vk_slot slots[VKF_VK_SLOTS];
   uint32_t cur;
+  vkf_vk_block *staging_spare; /* a retired minimum-size staging block, reused */
   /* hazards since the last barrier in the recording command buffer */
   vkf_vk_range_set reads, writes;
   /* everything the device may touch that the host has not waited for */
@@ -215,9 +219,14 @@ vkf_status vkf_vk_buffer_create(vkf_backend *be, uint64_t bytes, vkf_buffer **ou
 void vkf_vk_buffer_destroy(vkf_backend *be, vkf_buffer *buf);
 /* Frees now, whatever is being captured (the program's own cleanup). */
 void vkf_vk_buffer_release(vkf_vk *vk, vkf_buffer *buf);
-/* A host-visible staging block of at least `bytes`, mapped. */
+/* A host-visible staging block of at least `bytes` (and at least
+ * VKF_VK_STAGING_MIN), mapped. */
+#define VKF_VK_STAGING_MIN (16ull << 20)
 vkf_status vkf_vk_staging_create(vkf_vk *vk, uint64_t bytes, vkf_vk_block **out);
 void vkf_vk_block_free(vkf_vk *vk, vkf_vk_block *b);
+/* A small device block (256 bytes) for internal commands, made on first use,
+ * outside the tensor accounting; freed with the memory module. */
+vkf_status vkf_vk_scratch(vkf_vk *vk, vkf_vk_block **out);
 static inline VkDeviceAddress vkf_vk_addr(vkf_tref t) {
   return t.buf ? t.buf->block->address + t.buf->offset + t.offset : 0;
 }
@@ -306,5 +315,7 @@ vkf_status vkf_vk_attention_linear(vkf_vk *vk, const vkf_op *op);
 vkf_status vkf_vk_xent(vkf_vk *vk, const vkf_op *op);
 /* ---- optim ---- */
 vkf_status vkf_vk_optim(vkf_vk *vk, const vkf_op *op);
+/* ---- infer ---- */
+vkf_status vkf_vk_infer(vkf_vk *vk, const vkf_op *op);
 
 #endif

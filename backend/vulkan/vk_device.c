@@ -108,12 +108,19 @@ static VKAPI_ATTR VkBool32 VKAPI_CALL debug_cb(VkDebugUtilsMessageSeverityFlagBi
                                                VkDebugUtilsMessageTypeFlagsEXT types,
                                                const VkDebugUtilsMessengerCallbackDataEXT *data,
                                                void *user) {
-  (void)types;
   vkf_vk_instance *inst = user;
-  if (severity & (VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT |
-                  VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT)) {
+  if (!(severity & (VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT |
+                    VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT)))
+    return VK_FALSE;
+  const char *msg = data && data->pMessage ? data->pMessage : "?";
+  if (types & (VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
+               VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT)) {
     inst->validation_messages++;
-    vkf_log(inst->env, VKF_LOG_VALIDATION, "%s", data && data->pMessage ? data->pMessage : "?");
+    vkf_log(inst->env, VKF_LOG_VALIDATION, "%s", msg);
+  } else {
+    /* general messages: the loader's diagnostics ("Found no drivers!")
+     * while vkCreateInstance fails, which vkformer reports itself */
+    vkf_log(inst->env, VKF_LOG_DEBUG, "Vulkan loader/layer: %s", msg);
   }
   return VK_FALSE;
 }

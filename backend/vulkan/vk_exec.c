@@ -12,6 +12,8 @@
 
 #define AUTO_FLUSH_COMMANDS 1024u
 #define STAGING_CHUNK (64ull << 20)
+/* Staging memory one submission may hold before it is submitted. */
+#define STAGING_FLUSH (128ull << 20)
 
 /* ------------------------------------------------------------------------ */
 /* Range sets                                                               */
@@ -124,9 +126,15 @@ static void retire(vkf_vk *vk, vkf_vk_slot *s) {
     memcpy(rb->dst, (const char *)rb->staging->mapped + rb->offset, (size_t)rb->bytes);
   }
   s->n_readbacks = 0;
-  for (uint32_t i = 0; i < s->n_staging; i++)
-    vkf_vk_block_free(vk, s->staging[i]);
+  for (uint32_t i = 0; i < s->n_staging; i++) {
+    vkf_vk_block *b = s->staging[i];
+    if (!vk->staging_spare && b->size == VKF_VK_STAGING_MIN)
+      vk->staging_spare = b; /* the next small copies reuse it */
+    else
+      vkf_vk_block_free(vk, b);
+  }
   s->n_staging = 0;
+  s->staging_used = s->staging_bytes = 0;
   if (s->queries && s->n_queries > 1) {
     uint64_t ts[VKF_VK_MAX_QUERIES];
     VkResult r = vk->fn.vkGetQueryPoolResults(vk->device, s->queries, 0, s->n_queries, sizeof(ts),
@@ -518,12 +526,15 @@ void vkf_vk_exec_destroy(vkf_vk *vk) {
       vkf_vk_block_free(vk, s->staging[j]);
     vkf_free(vk->base.env, s->staging);
     vkf_free(vk->base.env, s->readbacks);
+    s->n_staging = 0;
     if (s->fence)
       vk->fn.vkDestroyFence(vk->device, s->fence, NULL);
     if (s->queries)
       vk->fn.vkDestroyQueryPool(vk->device, s->queries, NULL);
     vkf_free(vk->base.env, s->query_op);
   }
+  vkf_vk_block_free(vk, vk->staging_spare);
+  vk->staging_spare = NULL;
   if (vk->pool)
     vk->fn.vkDestroyCommandPool(vk->device, vk->pool, NULL);
   ranges_free(vk, &vk->reads);
@@ -549,22 +560,53 @@ vkf_status vkf_vk_dispatch_record(vkf_vk *vk, const vkf_vk_dispatch *d) {
   return after_command(vk, s, (uint8_t)d->kind);
 }
 
+static vkf_status copy_record(vkf_vk *vk, VkBuffer dst, uint64_t dst_off, vkf_vk_range *w,
+                              VkBuffer src, uint64_t src_off, vkf_vk_range *r, uint64_t bytes,
+                              uint8_t kind);
+
+/* vkCmdFillBuffer writes whole words only. A 16-bit tensor of odd length
+ * ends in half a word whose other half may belong to a neighbouring view:
+ * that tail is copied from a scratch word holding the pattern. */
 vkf_status vkf_vk_fill_record(vkf_vk *vk, vkf_tref dst, uint32_t bits) {
+  uint64_t words = dst.bytes & ~3ull, tail = dst.bytes - words;
   vkf_vk_slot *s = NULL;
   vkf_status st = begin(vk, &s);
-  vkf_vk_range w = range_of(dst);
-  w.end = w.begin + ((dst.bytes + 3) & ~3ull);
-  if (st == VKF_OK)
-    st = track(vk, s, NULL, 0, &w, 1);
   if (st != VKF_OK)
     return st;
-  vk->fn.vkCmdFillBuffer(s->cmd, dst.buf->block->buffer, dst.buf->offset + dst.offset,
-                         (dst.bytes + 3) & ~3ull, bits);
-  return after_command(vk, s, VKF_OP_FILL);
+  vkf_vk_range w = range_of(dst);
+  uint64_t off = dst.buf->offset + dst.offset;
+  if (words) {
+    w.end = w.begin + words;
+    st = track(vk, s, NULL, 0, &w, 1);
+    if (st != VKF_OK)
+      return st;
+    vk->fn.vkCmdFillBuffer(s->cmd, dst.buf->block->buffer, off, words, bits);
+    st = after_command(vk, s, tail ? 0xff : VKF_OP_FILL);
+    if (st != VKF_OK || !tail)
+      return st;
+  }
+  vkf_vk_block *scratch = NULL;
+  st = vkf_vk_scratch(vk, &scratch);
+  if (st == VKF_OK)
+    st = begin(vk, &s); /* after_command may have submitted */
+  if (st != VKF_OK)
+    return st;
+  vkf_vk_range sr = {scratch->address, scratch->address + 4};
+  st = track(vk, s, NULL, 0, &sr, 1);
+  if (st != VKF_OK)
+    return st;
+  vk->fn.vkCmdUpdateBuffer(s->cmd, scratch->buffer, 0, 4, &bits);
+  st = after_command(vk, s, 0xff);
+  if (st != VKF_OK)
+    return st;
+  vkf_vk_range tw = {w.begin + words, w.begin + words + tail};
+  return copy_record(vk, dst.buf->block->buffer, off + words, &tw, scratch->buffer, 0, &sr, tail,
+                     VKF_OP_FILL);
 }
 
 static vkf_status copy_record(vkf_vk *vk, VkBuffer dst, uint64_t dst_off, vkf_vk_range *w,
-                              VkBuffer src, uint64_t src_off, vkf_vk_range *r, uint64_t bytes) {
+                              VkBuffer src, uint64_t src_off, vkf_vk_range *r, uint64_t bytes,
+                              uint8_t kind) {
   vkf_vk_slot *s = NULL;
   vkf_status st = begin(vk, &s);
   if (st == VKF_OK)
@@ -573,10 +615,24 @@ static vkf_status copy_record(vkf_vk *vk, VkBuffer dst, uint64_t dst_off, vkf_vk
     return st;
   VkBufferCopy region = {src_off, dst_off, bytes};
   vk->fn.vkCmdCopyBuffer(s->cmd, src, dst, 1, &region);
-  return after_command(vk, s, 0xff);
+  return after_command(vk, s, kind);
 }
 
-static vkf_status hold_staging(vkf_vk *vk, vkf_vk_slot *s, vkf_vk_block *b) {
+/* `bytes` of staging memory for the recording slot `s`: the rest of its
+ * last staging block when that suffices, else a new block (the spare when it
+ * fits), held until the submission completes. */
+static vkf_status staging_take(vkf_vk *vk, vkf_vk_slot *s, uint64_t bytes, vkf_vk_block **out,
+                               uint64_t *offset) {
+  if (s->n_staging) {
+    vkf_vk_block *last = s->staging[s->n_staging - 1];
+    uint64_t off = (s->staging_used + 15) & ~15ull;
+    if (off + bytes <= last->size) {
+      s->staging_used = off + bytes;
+      *out = last;
+      *offset = off;
+      return VKF_OK;
+    }
+  }
   if (s->n_staging == s->cap_staging) {
     uint32_t cap = s->cap_staging ? s->cap_staging * 2 : 8;
     vkf_vk_block **nb = vkf_realloc(vk->base.env, s->staging, cap * sizeof(*nb));
@@ -585,7 +641,20 @@ static vkf_status hold_staging(vkf_vk *vk, vkf_vk_slot *s, vkf_vk_block *b) {
     s->staging = nb;
     s->cap_staging = cap;
   }
+  vkf_vk_block *b = NULL;
+  if (vk->staging_spare && bytes <= vk->staging_spare->size) {
+    b = vk->staging_spare;
+    vk->staging_spare = NULL;
+  } else {
+    vkf_status st = vkf_vk_staging_create(vk, bytes, &b);
+    if (st != VKF_OK)
+      return st;
+  }
   s->staging[s->n_staging++] = b;
+  s->staging_used = bytes;
+  s->staging_bytes += b->size;
+  *out = b;
+  *offset = 0;
   return VKF_OK;
 }
 
@@ -614,23 +683,26 @@ vkf_status vkf_vk_write(vkf_backend *be, vkf_tref dst, const void *src) {
     uint64_t n = dst.bytes - done < STAGING_CHUNK ? dst.bytes - done : STAGING_CHUNK;
     vkf_vk_slot *s = NULL;
     vkf_vk_block *stg;
+    uint64_t so = 0;
     vkf_status st = begin(vk, &s);
     if (st == VKF_OK)
-      st = vkf_vk_staging_create(vk, n, &stg);
+      st = staging_take(vk, s, n, &stg, &so);
     if (st != VKF_OK)
       return st;
-    memcpy(stg->mapped, (const char *)src + done, (size_t)n);
-    st = hold_staging(vk, s, stg);
-    if (st != VKF_OK) {
-      vkf_vk_block_free(vk, stg);
-      return st;
-    }
+    memcpy((char *)stg->mapped + so, (const char *)src + done, (size_t)n);
     vkf_vk_range w = {rng.begin + done, rng.begin + done + n};
     st = copy_record(vk, dst.buf->block->buffer, dst.buf->offset + dst.offset + done, &w,
-                     stg->buffer, 0, NULL, n);
+                     stg->buffer, so, NULL, n, 0xff);
     if (st != VKF_OK)
       return st;
     done += n;
+    /* bound the staging memory in flight: submit when a submission holds a
+     * lot; the next one waits for the older of the two slots */
+    if (s->recording && s->staging_bytes >= STAGING_FLUSH) {
+      st = vkf_vk_flush(vk);
+      if (st != VKF_OK)
+        return st;
+    }
   }
   return VKF_OK;
 }
@@ -656,16 +728,12 @@ vkf_status vkf_vk_read(vkf_backend *be, vkf_tref src, void *dst) {
     uint64_t n = src.bytes - done < STAGING_CHUNK ? src.bytes - done : STAGING_CHUNK;
     vkf_vk_slot *s = NULL;
     vkf_vk_block *stg;
+    uint64_t so = 0;
     vkf_status st = begin(vk, &s);
     if (st == VKF_OK)
-      st = vkf_vk_staging_create(vk, n, &stg);
+      st = staging_take(vk, s, n, &stg, &so);
     if (st != VKF_OK)
       return st;
-    st = hold_staging(vk, s, stg);
-    if (st != VKF_OK) {
-      vkf_vk_block_free(vk, stg);
-      return st;
-    }
     if (s->n_readbacks == s->cap_readbacks) {
       uint32_t cap = s->cap_readbacks ? s->cap_readbacks * 2 : 8;
       vkf_vk_readback *nr = vkf_realloc(be->env, s->readbacks, cap * sizeof(*nr));
@@ -675,13 +743,13 @@ vkf_status vkf_vk_read(vkf_backend *be, vkf_tref src, void *dst) {
       s->cap_readbacks = cap;
     }
     vkf_vk_range r = {rng.begin + done, rng.begin + done + n};
-    st = copy_record(vk, stg->buffer, 0, NULL, src.buf->block->buffer,
-                     src.buf->offset + src.offset + done, &r, n);
+    st = copy_record(vk, stg->buffer, so, NULL, src.buf->block->buffer,
+                     src.buf->offset + src.offset + done, &r, n, 0xff);
     if (st != VKF_OK)
       return st;
     /* copy_record may have auto-flushed: the readback belongs to the slot
      * that holds the copy, which is `s` */
-    s->readbacks[s->n_readbacks++] = (vkf_vk_readback){stg, 0, (char *)dst + done, n};
+    s->readbacks[s->n_readbacks++] = (vkf_vk_readback){stg, so, (char *)dst + done, n};
     done += n;
     if (done < src.bytes) {
       st = vkf_vk_synchronize(be); /* bound staging memory to one chunk */
@@ -697,5 +765,5 @@ vkf_status vkf_vk_copy(vkf_backend *be, vkf_tref dst, vkf_tref src) {
   vkf_vk_range r = range_of(src), w = range_of(dst);
   uint64_t bytes = (dst.bytes < src.bytes ? dst.bytes : src.bytes);
   return copy_record(vk, dst.buf->block->buffer, dst.buf->offset + dst.offset, &w,
-                     src.buf->block->buffer, src.buf->offset + src.offset, &r, bytes);
+                     src.buf->block->buffer, src.buf->offset + src.offset, &r, bytes, 0xff);
 }

@@ -3,8 +3,11 @@
 #include "vk.h"
 
 vkf_status vkf_vulkan_context_handles(const vkf_context *ctx, vkf_vulkan_interop *out) {
-  if (!ctx || !out)
+  if (!ctx)
     return VKF_ERROR_NULL_POINTER;
+  if (!out)
+    return vkf_fail((vkf_env *)&ctx->env, VKF_ERROR_NULL_POINTER,
+                    "vkf_vulkan_context_handles: out is NULL");
   if (ctx->be->info.backend != VKF_BACKEND_VULKAN)
     return vkf_fail((vkf_env *)&ctx->env, VKF_ERROR_UNSUPPORTED,
                     "vkf_vulkan_context_handles: the context runs on the CPU backend");

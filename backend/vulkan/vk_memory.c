@@ -9,7 +9,6 @@
 #define ALIGN 256u
 #define FIRST_BLOCK (32ull << 20)
 #define MAX_BLOCK (256ull << 20)
-#define STAGING_MIN (16ull << 20)
 
 static uint64_t align_up(uint64_t v, uint64_t a) {
   return (v + a - 1) / a * a;
@@ -151,18 +150,21 @@ void vkf_vk_block_free(vkf_vk *vk, vkf_vk_block *b) {
 }
 
 vkf_status vkf_vk_staging_create(vkf_vk *vk, uint64_t bytes, vkf_vk_block **out) {
-  uint64_t size = align_up(bytes > STAGING_MIN ? bytes : STAGING_MIN, 1u << 20);
+  uint64_t size = align_up(bytes > VKF_VK_STAGING_MIN ? bytes : VKF_VK_STAGING_MIN, 1u << 20);
   vkf_status st = block_create(vk, size, vk->mem.staging_type_index, true, out);
   if (st == VKF_OK)
     (*out)->staging = true;
   return st;
 }
 
-/* First fit inside one block; returns false when it has no room. */
+/* First fit inside one block; returns false when it has no room (or the
+ * free list cannot grow).
+ * Free ranges are kept merged, so a live range separates any two of them:
+ * there are never more than live + 1. Reserving that many entries here, where
+ * failure can be reported, means block_give never has to grow the list
+ * (freeing every other tensor of a back-to-back run creates more free
+ * ranges than the block ever had). */
 static bool block_take(vkf_vk *vk, vkf_vk_block *b, uint64_t size, uint64_t *offset) {
-  /* Free ranges are separated by live ones, so there are at most live + 1 of
-   * them: keep room for that many after this take, so that block_give (which
-   * cannot fail) always has room to insert. */
   if (b->cap_free < b->live + 2) {
     uint32_t cap = b->cap_free * 2 > b->live + 2 ? b->cap_free * 2 : b->live + 2;
     vkf_vk_free_range *nf = vkf_realloc(vk->base.env, b->free, cap * sizeof(*nf));
@@ -178,16 +180,7 @@ static bool block_take(vkf_vk *vk, vkf_vk_block *b, uint64_t size, uint64_t *off
       continue;
     uint64_t end = start + size, f_end = f->offset + f->size;
     if (start > f->offset && end < f_end) {
-      /* split into two free ranges */
-      if (b->n_free == b->cap_free) {
-        uint32_t cap = b->cap_free * 2;
-        vkf_vk_free_range *nf = vkf_realloc(vk->base.env, b->free, cap * sizeof(*nf));
-        if (!nf)
-          return false;
-        b->free = nf;
-        b->cap_free = cap;
-        f = &b->free[i];
-      }
+      /* split into two free ranges (room reserved above) */
       memmove(&b->free[i + 2], &b->free[i + 1], (b->n_free - i - 1) * sizeof(*f));
       b->free[i + 1] = (vkf_vk_free_range){end, f_end - end};
       f->size = start - f->offset;
@@ -209,8 +202,8 @@ static bool block_take(vkf_vk *vk, vkf_vk_block *b, uint64_t size, uint64_t *off
 }
 
 static void block_give(vkf_vk_block *b, uint64_t offset, uint64_t size) {
-  /* insert sorted, then merge with neighbours; block_take keeps the
-   * capacity at live + 1 or more, which is all the free ranges there can be */
+  /* insert sorted, then merge with neighbours; block_take reserved room for
+   * live + 1 free ranges, which is the most there can be */
   uint32_t i = 0;
   while (i < b->n_free && b->free[i].offset < offset)
     i++;
@@ -376,8 +369,20 @@ void vkf_vk_buffer_release(vkf_vk *vk, vkf_buffer *buf) {
   vkf_vk_block_free(vk, b);
 }
 
+vkf_status vkf_vk_scratch(vkf_vk *vk, vkf_vk_block **out) {
+  vkf_vk_memory *m = &vk->mem;
+  if (!m->scratch) {
+    vkf_status st = block_create(vk, 256, m->type_index, false, &m->scratch);
+    if (st != VKF_OK)
+      return st;
+  }
+  *out = m->scratch;
+  return VKF_OK;
+}
+
 void vkf_vk_memory_destroy(vkf_vk *vk) {
   vkf_vk_memory *m = &vk->mem;
+  vkf_vk_block_free(vk, m->scratch);
   for (uint32_t i = 0; i < m->n_blocks; i++)
     vkf_vk_block_free(vk, m->blocks[i]);
   vkf_free(vk->base.env, m->blocks);

@@ -211,6 +211,10 @@ vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op) {
   case VKF_OP_GRAD_NORM:
   case VKF_OP_CLIP_GRADS:
     return vkf_vk_optim(vk, op);
+  /* ---- infer ---- */
+  case VKF_OP_KV_WRITE:
+  case VKF_OP_MATVEC:
+    return vkf_vk_infer(vk, op);
   default:
     return vkf_fail(be->env, VKF_ERROR_UNSUPPORTED, "Vulkan backend: op %s not implemented",
                     vkf_op_name(op->kind));

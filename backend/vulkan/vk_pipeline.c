@@ -116,6 +116,8 @@ static void *cache_load(vkf_vk *vk, size_t *size) {
     return NULL;
   }
   *size = (size_t)h.size;
+  vkf_log(vk->base.env, VKF_LOG_DEBUG, "loaded pipeline cache %s (%zu bytes)", vk->cache_path,
+          *size);
   return data;
 }
 
@@ -137,13 +139,16 @@ static void cache_save(vkf_vk *vk) {
   char *slash = strrchr(dir, '/');
   if (slash)
     *slash = 0;
-  snprintf(tmp, sizeof(tmp), "%s.tmp%ld", vk->cache_path, (long)getpid());
+  /* a unique temporary name: contexts of one process (or several
+   * processes) may save at the same moment */
+  snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", vk->cache_path);
   cache_header h = {
       .shaders = shaders_hash(), .size = size, .hash = fnv1a(0xcbf29ce484222325ull, data, size)};
   memcpy(h.magic, CACHE_MAGIC, 12);
   bool ok = false;
   int fd = -1;
-  if (mkdir_p(dir) && (fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) >= 0) {
+  if (mkdir_p(dir) && (fd = mkstemp(tmp)) >= 0) {
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
     ok = write(fd, &h, sizeof(h)) == (ssize_t)sizeof(h) && write(fd, data, size) == (ssize_t)size &&
          fsync(fd) == 0;
     ok = close(fd) == 0 && ok;

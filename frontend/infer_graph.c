@@ -1,0 +1,403 @@
+/* Step graphs of inference: one forward of B sequences x T new tokens that
+ * reads and extends the per-layer caches, and the attention variants that
+ * decide what those caches hold. Prefill is the graph with B = 1 and T = a
+ * prompt piece, decoding the graph with T = 1; every per-step value
+ * (tokens, positions, cache lengths, the ring's visibility) is data in the
+ * step inputs, so each graph is recorded once and replayed. */
+#include "infer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static vkf_node node_act(vkf_graph *g, const char *name, uint32_t ndim, int64_t d0, int64_t d1,
+                         int64_t d2, int64_t d3) {
+  int64_t s[4] = {d0, d1, d2, d3};
+  return vkf_g_act(g, name, VKF_DTYPE_F32, ndim, s);
+}
+
+static uint32_t last_dim(vkf_graph *g, vkf_node n) {
+  return (uint32_t)vkf_gn(g, n)->shape[vkf_gn(g, n)->ndim - 1];
+}
+
+/* out[i, :] = table[ids[i], :] for i < n (an embedding lookup; an id
+ * outside the table gives a zero row). */
+static vkf_node gather_rows(vkf_graph *g, const char *name, vkf_node ids, vkf_node table,
+                            uint32_t n) {
+  if (vkf_graph_status(g) != VKF_OK)
+    return VKF_NODE_NONE;
+  uint32_t C = last_dim(g, table);
+  uint32_t V = (uint32_t)(vkf_gn(g, table)->elements / C);
+  vkf_node out = node_act(g, name, 2, n, C, 1, 1);
+  if (!out)
+    return out;
+  vkf_gstep s = {.kind = VKF_OP_EMBEDDING, .n = 4, .writes = 1, .reads = 0x6};
+  s.t[0].node = out;
+  s.t[1].node = ids;
+  s.t[2].node = table;
+  s.p.embedding = (vkf_embedding_params){.N = n, .T = n, .C = C, .V = V};
+  vkf_g_step(g, &s);
+  return out;
+}
+
+/* Rotate-half RoPE of x [B, T, H, D] at the positions in pos [B, T]. */
+static vkf_node rope_at(vkf_graph *g, vkf_node x, vkf_node pos, double theta) {
+  if (vkf_graph_status(g) != VKF_OK)
+    return VKF_NODE_NONE;
+  const vkf_gnode *n = vkf_gn(g, x);
+  uint32_t B = (uint32_t)n->shape[0], T = (uint32_t)n->shape[1], H = (uint32_t)n->shape[2],
+           D = (uint32_t)n->shape[3];
+  char name[96];
+  snprintf(name, sizeof(name), "%.80s.rope", n->name);
+  vkf_node out = node_act(g, name, 4, B, T, H, D);
+  if (!out)
+    return out;
+  vkf_gstep s = {.kind = VKF_OP_ROPE, .n = 5, .writes = 1, .reads = 0x12};
+  s.t[0].node = out;
+  s.t[1].node = x;
+  s.t[4].node = pos;
+  vkf_rope_params *p = &s.p.rope;
+  *p = (vkf_rope_params){.B = B,
+                         .T = T,
+                         .H = H,
+                         .D = D,
+                         .pairs = D / 2,
+                         .sB = T * H * D,
+                         .sT = H * D,
+                         .sH = D,
+                         .flags = VKF_ROPEF_POS_IDS};
+  vkf_rope_freq_fraction(theta, D, &p->freq_hi, &p->freq_lo);
+  vkf_g_step(g, &s);
+  return out;
+}
+
+/* The caches of the graph's slots: [B, rows, Hkv, D] views. */
+static void cache_views(vkf_infer_graph *ig, uint32_t l, vkf_node *k, vkf_node *v) {
+  const uint32_t Hkv = ig->cfg.n_kv_head, D = ig->cfg.d_model / ig->cfg.n_head;
+  int64_t shape[4] = {ig->B, ig->rows, Hkv, D};
+  uint64_t off = (uint64_t)ig->slot0 * ig->rows * Hkv * D * 4;
+  *k = vkf_g_view(ig->g, ig->kc[l], off, "cache.k.slots", 4, shape);
+  *v = vkf_g_view(ig->g, ig->vc[l], off, "cache.v.slots", 4, shape);
+}
+
+static void kv_write_step(vkf_infer_graph *ig, vkf_node kc, vkf_node vc, vkf_node k, vkf_node v,
+                          uint32_t flags) {
+  const uint32_t W = ig->cfg.n_kv_head * (ig->cfg.d_model / ig->cfg.n_head);
+  vkf_gstep s = {.kind = VKF_OP_KV_WRITE, .n = 5, .writes = 3, .reads = 0x1c};
+  s.t[0].node = kc;
+  s.t[1].node = vc;
+  s.t[2].node = k;
+  s.t[3].node = v;
+  s.t[4].node = ig->where;
+  s.p.kv_write = (vkf_kv_write_params){
+      .B = ig->B, .T = ig->T, .rows = ig->rows, .Wk = W, .Wv = W, .flags = flags};
+  vkf_g_step(ig->g, &s);
+}
+
+/* out = attention of q over the slots' cache rows; P materialised (standard
+ * kernels). Visibility by kv_lens (bottom-right aligned, causal, window) or
+ * by the mask. */
+static vkf_node attention_step(vkf_infer_graph *ig, vkf_node q, vkf_node kc, vkf_node vc,
+                               bool masked) {
+  vkf_graph *g = ig->g;
+  const uint32_t Hq = ig->cfg.n_head, Hkv = ig->cfg.n_kv_head, D = ig->cfg.d_model / Hq;
+  vkf_node out = node_act(g, "attention", 4, ig->B, ig->T, Hq, D);
+  vkf_node P = node_act(g, "attention.P", 4, ig->B, Hq, ig->T, ig->rows);
+  if (!out || !P)
+    return VKF_NODE_NONE;
+  vkf_gstep s = {.kind = VKF_OP_ATTENTION_FORWARD, .n = 8, .writes = 3, .reads = 0x1c};
+  s.t[0].node = out;
+  s.t[1].node = P;
+  s.t[2].node = q;
+  s.t[3].node = kc;
+  s.t[4].node = vc;
+  vkf_attention_params *p = &s.p.attention;
+  *p = (vkf_attention_params){.B = ig->B,
+                              .Tq = ig->T,
+                              .Tk = ig->rows,
+                              .Hq = Hq,
+                              .Hkv = Hkv,
+                              .D = D,
+                              .Dv = D,
+                              .scale = (float)(1.0 / sqrt((double)D))};
+  if (masked) {
+    s.t[5].node = ig->mask;
+    s.reads |= 0x20;
+    p->flags = VKF_ATTN_MASK;
+    p->mask_cols = ig->rows;
+    p->mask_si = ig->rows;
+    p->mask_sh = 0;
+    p->mask_sb = ig->T * ig->rows;
+  } else {
+    s.t[6].node = ig->kv_lens;
+    s.reads |= 0x40;
+    p->flags = VKF_ATTN_CAUSAL | VKF_ATTN_KV_LENS | VKF_ATTN_Q_AT_KV_END;
+    p->window = ig->window;
+  }
+  vkf_g_step(g, &s);
+  return out;
+}
+
+/* ---- standard: every position's K and V kept (rows = max_seq) ---- */
+static uint32_t std_rows(const vkf_gpt_config *cfg, uint32_t max_seq, uint32_t chunk) {
+  (void)cfg;
+  (void)chunk;
+  return max_seq;
+}
+
+static uint64_t no_mask(uint32_t B, uint32_t T, uint32_t rows) {
+  (void)B;
+  (void)T;
+  (void)rows;
+  return 0;
+}
+
+static vkf_node std_attend(vkf_infer_graph *ig, uint32_t l, vkf_node q, vkf_node k, vkf_node v) {
+  vkf_node kc, vc;
+  cache_views(ig, l, &kc, &vc);
+  kv_write_step(ig, kc, vc, k, v, 0);
+  return attention_step(ig, q, kc, vc, false);
+}
+
+/* The last query of row b sits at the end of its cache: kv_lens = pos0 + n
+ * places query t at pos0 - (T - n) + t. An idle row (n = 0) sees nothing. */
+static void std_fill(const vkf_infer_graph *ig, const vkf_infer_row *rows, int32_t *kv_lens,
+                     float *mask) {
+  (void)mask;
+  for (uint32_t b = 0; b < ig->B; b++)
+    kv_lens[b] = rows[b].n > 0 ? rows[b].pos0 + rows[b].n : 0;
+}
+
+static const vkf_infer_variant standard = {
+    .name = "standard",
+    .rows = std_rows,
+    .mask_elems = no_mask,
+    .attend = std_attend,
+    .fill = std_fill,
+};
+
+/* ---- sliding-ring: a sliding window's last positions in a ring ----
+ * Position p lives in row p mod R with R = window + chunk: a piece of at most
+ * chunk tokens overwrites only positions older than every window it needs.
+ * Rows are not in position order, so visibility is a mask the host computes
+ * from each sequence's length: row r holds the latest position q < pos0 + n
+ * with q = r (mod R), visible to a query at p when p - window < q <= p. */
+static uint32_t ring_rows(const vkf_gpt_config *cfg, uint32_t max_seq, uint32_t chunk) {
+  (void)max_seq;
+  return cfg->sliding_window + chunk;
+}
+
+static uint64_t ring_mask(uint32_t B, uint32_t T, uint32_t rows) {
+  return (uint64_t)B * T * rows;
+}
+
+static vkf_node ring_attend(vkf_infer_graph *ig, uint32_t l, vkf_node q, vkf_node k, vkf_node v) {
+  vkf_node kc, vc;
+  cache_views(ig, l, &kc, &vc);
+  kv_write_step(ig, kc, vc, k, v, VKF_KVW_RING);
+  return attention_step(ig, q, kc, vc, true);
+}
+
+static void ring_fill(const vkf_infer_graph *ig, const vkf_infer_row *rows, int32_t *kv_lens,
+                      float *mask) {
+  const int64_t R = ig->rows, W = ig->cfg.sliding_window, T = ig->T;
+  for (uint32_t b = 0; b < ig->B; b++) {
+    kv_lens[b] = 0;                                               /* unused: no kv_lens operand */
+    const int64_t n = rows[b].n, end = (int64_t)rows[b].pos0 + n; /* positions < end written */
+    for (int64_t t = 0; t < T; t++) {
+      float *m = mask + ((size_t)b * (size_t)T + (size_t)t) * (size_t)R;
+      const int64_t p = end - T + t; /* query position (padding: t < T - n) */
+      for (int64_t r = 0; r < R; r++) {
+        bool vis = false;
+        if (t >= T - n && r < end) {
+          int64_t q = r + (end - 1 - r) / R * R;
+          vis = q <= p && q > p - W;
+        }
+        m[r] = vis ? 0.0f : -INFINITY;
+      }
+    }
+  }
+}
+
+static const vkf_infer_variant sliding_ring = {
+    .name = "sliding-ring",
+    .rows = ring_rows,
+    .mask_elems = ring_mask,
+    .attend = ring_attend,
+    .fill = ring_fill,
+};
+
+const vkf_infer_variant *vkf_infer_variant_for(const vkf_gpt_config *cfg, uint32_t max_seq,
+                                               uint32_t chunk, const char **why) {
+  *why = NULL;
+  switch (cfg->attention) {
+  case VKF_ATTN_STANDARD:
+  case VKF_ATTN_FLASH: /* the same function: decoding reads one query row */
+    return &standard;
+  case VKF_ATTN_SLIDING:
+    /* a ring only when it is shorter than the whole sequence */
+    if ((uint64_t)cfg->sliding_window + chunk < max_seq)
+      return &sliding_ring;
+    return &standard; /* with the window in the attention op */
+  case VKF_ATTN_LINEAR:
+    *why = "linear attention has no recurrent decoding state yet";
+    return NULL;
+  }
+  *why = "unknown attention kind";
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+void vkf_infer_graph_free(vkf_env *env, vkf_infer_graph *ig) {
+  vkf_graph_destroy(ig->g);
+  vkf_free(env, ig->p.layers);
+  vkf_free(env, ig->kc);
+  vkf_free(env, ig->vc);
+  memset(ig, 0, sizeof(*ig));
+}
+
+static vkf_node norm(vkf_graph *g, const vkf_gpt_config *c, vkf_node x, vkf_node w, vkf_node b) {
+  return c->norm == VKF_NORM_RMSNORM ? vkf_g_rmsnorm(g, x, w, c->norm_eps)
+                                     : vkf_g_layernorm(g, x, w, b, c->norm_eps);
+}
+
+static vkf_node heads(vkf_graph *g, vkf_node x, uint32_t B, uint32_t T, uint32_t H, uint32_t D) {
+  int64_t s[4] = {B, T, H, D};
+  return vkf_g_reshape(g, x, 4, s);
+}
+
+vkf_status vkf_infer_build(vkf_env *env, const vkf_gpt_config *cfg, const vkf_infer_variant *var,
+                           uint32_t n_slots, uint32_t rows, uint32_t B, uint32_t T, uint32_t slot0,
+                           vkf_infer_graph *ig) {
+  memset(ig, 0, sizeof(*ig));
+  ig->cfg = *cfg;
+  ig->var = var;
+  ig->B = B;
+  ig->T = T;
+  ig->slot0 = slot0;
+  ig->n_slots = n_slots;
+  ig->rows = rows;
+  ig->window = cfg->attention == VKF_ATTN_SLIDING ? cfg->sliding_window : 0;
+  const vkf_gpt_config *c = &ig->cfg;
+  const uint32_t L = c->n_layer, C = c->d_model, Hq = c->n_head, Hkv = c->n_kv_head, D = C / Hq,
+                 Q = Hq * D, KV = Hkv * D, F = c->d_ff, N = B * T;
+  ig->g = vkf_graph_create(env);
+  ig->p.layers = vkf_calloc(env, L, sizeof(vkf_gpt_layer_params));
+  ig->kc = vkf_calloc(env, L, sizeof(vkf_node));
+  ig->vc = vkf_calloc(env, L, sizeof(vkf_node));
+  if (!ig->g || !ig->p.layers || !ig->kc || !ig->vc) {
+    vkf_infer_graph_free(env, ig);
+    return vkf_fail(env, VKF_ERROR_OUT_OF_HOST_MEMORY, "inference graph");
+  }
+  vkf_graph *g = ig->g;
+  vkf_gpt_params *p = &ig->p;
+  vkf_status st = vkf_gpt_declare(g, c, p);
+  if (st != VKF_OK)
+    return st;
+  g->arena_bytes[VKF_ARENA_GRADS] = 0; /* no gradients here */
+  vkf_node params_all = vkf_g_arena_node(g, VKF_ARENA_PARAMS);
+  for (uint32_t l = 0; l < L; l++) {
+    int64_t cs[4] = {n_slots, rows, Hkv, D};
+    char name[48];
+    snprintf(name, sizeof(name), "cache.k.%u", l);
+    ig->kc[l] = vkf_g_input(g, name, VKF_DTYPE_F32, 4, cs);
+    snprintf(name, sizeof(name), "cache.v.%u", l);
+    ig->vc[l] = vkf_g_input(g, name, VKF_DTYPE_F32, 4, cs);
+  }
+  int64_t sBT[2] = {B, T}, sB2[2] = {B, 2}, sB = B;
+  ig->tokens = vkf_g_input(g, "tokens", VKF_DTYPE_I32, 2, sBT);
+  ig->positions = vkf_g_input(g, "positions", VKF_DTYPE_I32, 2, sBT);
+  ig->where = vkf_g_input(g, "where", VKF_DTYPE_I32, 2, sB2);
+  ig->kv_lens = vkf_g_input(g, "kv_lens", VKF_DTYPE_I32, 1, &sB);
+  vkf_node last = ig->kv_lens;
+  if (T > 1)
+    last = ig->gather = vkf_g_input(g, "gather", VKF_DTYPE_I32, 1, &sB);
+  if (var->mask_elems(B, T, rows)) {
+    int64_t sm[4] = {B, 1, T, rows};
+    last = ig->mask = vkf_g_input(g, "mask", VKF_DTYPE_F32, 4, sm);
+  }
+  if ((st = vkf_graph_status(g)) != VKF_OK)
+    return st;
+  ig->in_begin = vkf_gn(g, ig->tokens)->offset;
+  ig->in_end = vkf_gn(g, last)->offset + vkf_gn(g, last)->bytes;
+
+  vkf_node x = gather_rows(g, "embedding", ig->tokens, p->wte, N);
+  if (c->positions == VKF_POS_LEARNED)
+    x = vkf_g_add(g, x, gather_rows(g, "embedding.pos", ig->positions, p->wpe, N));
+  const bool hf = p->gpt2_names; /* [in, out] weights, fused QKV */
+  for (uint32_t i = 0; i < L && vkf_graph_status(g) == VKF_OK; i++) {
+    const vkf_gpt_layer_params *l = &p->layers[i];
+    vkf_node h = norm(g, c, x, l->norm1_w, l->norm1_b);
+    vkf_node q, k, v;
+    if (hf) {
+      q = vkf_g_linear_cols(g, h, l->qkv_w, l->qkv_b, 0, Q);
+      k = vkf_g_linear_cols(g, h, l->qkv_w, l->qkv_b, Q, KV);
+      v = vkf_g_linear_cols(g, h, l->qkv_w, l->qkv_b, Q + KV, KV);
+    } else {
+      q = vkf_g_linear(g, h, l->q_w, l->q_b, true);
+      k = vkf_g_linear(g, h, l->k_w, l->k_b, true);
+      v = vkf_g_linear(g, h, l->v_w, l->v_b, true);
+    }
+    vkf_node q4 = heads(g, q, B, T, Hq, D), k4 = heads(g, k, B, T, Hkv, D),
+             v4 = heads(g, v, B, T, Hkv, D);
+    if (c->positions == VKF_POS_ROPE) {
+      q4 = rope_at(g, q4, ig->positions, c->rope_theta);
+      k4 = rope_at(g, k4, ig->positions, c->rope_theta);
+    }
+    vkf_node a4 = var->attend(ig, i, q4, k4, v4);
+    int64_t sa[2] = {N, Q};
+    vkf_node a = vkf_g_reshape(g, a4, 2, sa);
+    x = vkf_g_add(g, x, vkf_g_linear(g, a, l->o_w, l->o_b, !hf));
+    vkf_node h2 = norm(g, c, x, l->norm2_w, l->norm2_b);
+    vkf_node f;
+    if (c->mlp == VKF_MLP_SWIGLU) {
+      int64_t sw[2] = {2 * (int64_t)F, C}, sb = 2 * (int64_t)F;
+      vkf_node gu_w =
+          vkf_g_view(g, params_all, vkf_gn(g, l->gate_w)->offset, "gate_up.weight", 2, sw);
+      vkf_node gu_b = l->gate_b ? vkf_g_view(g, params_all, vkf_gn(g, l->gate_b)->offset,
+                                             "gate_up.bias", 1, &sb)
+                                : VKF_NODE_NONE;
+      f = vkf_g_swiglu(g, vkf_g_linear(g, h2, gu_w, gu_b, true));
+    } else {
+      f = vkf_g_gelu(g, vkf_g_linear(g, h2, l->up_w, l->up_b, !hf));
+    }
+    x = vkf_g_add(g, x, vkf_g_linear(g, f, l->down_w, l->down_b, !hf));
+  }
+  if (T > 1) /* the last token of each row: its logits are the ones used */
+    x = gather_rows(g, "last", ig->gather, x, B);
+  vkf_node xf = norm(g, c, x, p->normf_w, p->normf_b);
+  ig->logits = vkf_g_linear(g, xf, p->head ? p->head : p->wte, VKF_NODE_NONE, true);
+  vkf_g_keep(g, ig->logits);
+  /* products of a few rows (decoding steps, short prompt pieces) read each
+   * weight once in the matvec kernel instead of a tiled GEMM */
+  for (uint32_t i = 0; i < g->n_steps; i++) {
+    vkf_gstep *s = &g->steps[i];
+    if (s->kind == VKF_OP_MATMUL && s->p.matmul.batch == 1 && s->p.matmul.M <= VKF_MATVEC_MAX_M &&
+        !(s->p.matmul.flags & VKF_MM_TRANS_A))
+      s->kind = VKF_OP_MATVEC;
+  }
+  return vkf_graph_status(g);
+}
+
+void vkf_infer_fill(const vkf_infer_graph *ig, const vkf_infer_row *rows,
+                    const int32_t *const *row_tokens, void *dst) {
+  const vkf_graph *g = ig->g;
+  char *base = dst;
+#define AT(node, type) ((type *)(void *)(base + (g->nodes[node].offset - ig->in_begin)))
+  int32_t *tok = AT(ig->tokens, int32_t), *pos = AT(ig->positions, int32_t),
+          *where = AT(ig->where, int32_t), *kvl = AT(ig->kv_lens, int32_t);
+  const uint32_t T = ig->T;
+  for (uint32_t b = 0; b < ig->B; b++) {
+    const int32_t n = rows[b].n, pad = (int32_t)T - n, start = rows[b].pos0 - pad;
+    for (uint32_t t = 0; t < T; t++) {
+      tok[b * T + t] = (int32_t)t >= pad ? row_tokens[b][t - (uint32_t)pad] : 0;
+      pos[b * T + t] = start + (int32_t)t;
+    }
+    where[2 * b] = start;
+    where[2 * b + 1] = n;
+    if (ig->gather)
+      AT(ig->gather, int32_t)[b] = (int32_t)(b * T + T - 1);
+  }
+  ig->var->fill(ig, rows, kvl, ig->mask ? AT(ig->mask, float) : NULL);
+#undef AT
+}
