@@ -12,13 +12,6 @@ static vkf_node heads(vkf_graph *g, vkf_node x, uint32_t B, uint32_t T, uint32_t
 vkf_status vkf_gpt_build(vkf_graph *g, const vkf_gpt_config *c, uint32_t B, uint32_t T,
                          bool with_loss, vkf_gpt_graph *o) {
   vkf_gpt_params *p = &o->p;
-  /* flash attention computes what standard attention does (only its memory
-   * differs); linear attention is another function, with no kernels here:
-   * refuse it rather than train softmax attention under its name */
-  if (c->attention == VKF_ATTN_LINEAR)
-    return vkf_graph_fail(g, VKF_ERROR_UNSUPPORTED,
-                          "linear attention (vkformer_attention \"linear\") cannot be built: "
-                          "there are no linear attention kernels");
   vkf_status st = vkf_gpt_declare(g, c, p);
   if (st != VKF_OK)
     return st;
