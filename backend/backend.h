@@ -90,6 +90,10 @@ bool vkf_contains_nocase(const char *haystack, const char *needle);
   X(ATTENTION_BACKWARD_DS, "attention_backward_ds")                                                \
   X(ATTENTION_BACKWARD_DQ, "attention_backward_dq")                                                \
   X(ATTENTION_BACKWARD_DKV, "attention_backward_dkv")                                              \
+  X(LINEAR_ATTENTION_FORWARD, "linear_attention_forward")                                          \
+  X(LINEAR_ATTENTION_BACKWARD_Q, "linear_attention_backward_q")                                    \
+  X(LINEAR_ATTENTION_BACKWARD_KV, "linear_attention_backward_kv")                                  \
+  X(LINEAR_ATTENTION_DECODE, "linear_attention_decode")                                            \
   /* ---- xent ---- */                                                                             \
   X(CROSS_ENTROPY, "cross_entropy")                                                                \
   X(CROSS_ENTROPY_BACKWARD, "cross_entropy_backward")                                              \
@@ -143,6 +147,7 @@ typedef union vkf_op_params {
   vkf_rope_params rope;
   /* ---- attn ---- */
   vkf_attention_params attention;
+  vkf_linear_attention_params linear_attention;
   /* ---- xent ---- */
   vkf_cross_entropy_params cross_entropy;
   /* ---- optim ---- */

@@ -12,13 +12,6 @@ static vkf_node heads(vkf_graph *g, vkf_node x, uint32_t B, uint32_t T, uint32_t
 vkf_status vkf_gpt_build(vkf_graph *g, const vkf_gpt_config *c, uint32_t B, uint32_t T,
                          bool with_loss, vkf_gpt_graph *o) {
   vkf_gpt_params *p = &o->p;
-  /* flash attention computes what standard attention does (only its memory
-   * differs); linear attention is another function, with no kernels here:
-   * refuse it rather than train softmax attention under its name */
-  if (c->attention == VKF_ATTN_LINEAR)
-    return vkf_graph_fail(g, VKF_ERROR_UNSUPPORTED,
-                          "linear attention (vkformer_attention \"linear\") cannot be built: "
-                          "there are no linear attention kernels");
   vkf_status st = vkf_gpt_declare(g, c, p);
   if (st != VKF_OK)
     return st;
@@ -56,7 +49,8 @@ vkf_status vkf_gpt_build(vkf_graph *g, const vkf_gpt_config *c, uint32_t B, uint
       q4 = vkf_g_rope(g, q4, c->rope_theta);
       k4 = vkf_g_rope(g, k4, c->rope_theta);
     }
-    vkf_node a4 = vkf_g_attention(g, q4, k4, v4, window);
+    vkf_node a4 = c->attention == VKF_ATTN_LINEAR ? vkf_g_linear_attention(g, q4, k4, v4, 0)
+                                                  : vkf_g_attention(g, q4, k4, v4, window);
     int64_t sa[2] = {N, Q};
     vkf_node a = vkf_g_reshape(g, a4, 2, sa);
     x = vkf_g_add(g, x, vkf_g_linear(g, a, l->o_w, l->o_b, !hf));

@@ -205,6 +205,21 @@ vkf_node vkf_g_gelu(vkf_graph *g, vkf_node x);
 vkf_node vkf_g_swiglu(vkf_graph *g, vkf_node gate_up);
 /* Rotate-half RoPE of x [B, T, H, D] at positions 0..T-1. */
 vkf_node vkf_g_rope(vkf_graph *g, vkf_node x, double theta);
+/* Causal linear attention (phi = elu + 1, eps 1e-6; see
+ * vkf_linear_attention_forward) of q [B, T, Hq, D] with k [B, T, Hkv, D],
+ * v [B, T, Hkv, Dv], chunked by `chunk` tokens (0 = 64). Result
+ * [B, T, Hq, Dv]; O(T) memory: the saved chunk states and a workspace in
+ * the backward. */
+vkf_node vkf_g_linear_attention(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v, uint32_t chunk);
+/* Inference with linear attention: the same function continued from a
+ * recurrent state, an f32 [B, Hkv, D, Dv + 1] node the caller keeps (an
+ * INPUTS node, zero for an empty prefix): read, then advanced past the T new
+ * tokens of q, k, v (shapes as above). T = 1 is one decoding step
+ * (linear_attention_decode); T > 1 a piece of a prompt, chunked by `chunk`
+ * (0 = 64) with a scratch activation. Every token is taken: a padding token
+ * would enter the state. No backward. Result [B, T, Hq, Dv]. */
+vkf_node vkf_g_linear_attention_state(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v,
+                                      vkf_node state, uint32_t chunk);
 /* Causal attention (standard: probabilities materialised) of q [B, T, Hq, D]
  * with k, v [B, T, Hkv, D], scale 1/sqrt(D); window > 0: sliding window.
  * Result [B, T, Hq, D]. */

@@ -1,6 +1,7 @@
 /* Graph op builders and their backward rules. */
 #include "graph.h"
 
+#include "attention_linear.h"
 #include "context.h"
 
 #include <math.h>
@@ -585,6 +586,168 @@ vkf_node vkf_g_cross_entropy(vkf_graph *g, vkf_node logits, vkf_node targets) {
   t.p.cross_entropy = s.p.cross_entropy;
   vkf_g_tape(g, &t);
   return loss;
+}
+
+/* ---- linear attention ---- */
+static void linear_attention_backward(vkf_graph *g, const vkf_tape *t) {
+  vkf_node q = t->in[0], k = t->in[1], v = t->in[2], out = t->out[0], saved = t->out[1];
+  vkf_node dout = vkf_g_grad_if(g, out);
+  const vkf_linear_attention_params *p = &t->p.linear_attention;
+  if (!needs_grad(g, q) && !needs_grad(g, k) && !needs_grad(g, v))
+    return;
+  vkf_linear_attention_params pp = *p;
+  vkf_lattn_layout l;
+  vkf_lattn_layout_of(&pp, &l);
+  int64_t n_ws = (int64_t)l.workspace;
+  vkf_node ws = vkf_g_act(g, "linear_attention.workspace", VKF_DTYPE_F32, 1, &n_ws);
+  /* the kernels compute all three gradients: give them all */
+  vkf_node dq = vkf_g_grad(g, q), dk = vkf_g_grad(g, k), dv = vkf_g_grad(g, v);
+  if (!dq || !dk || !dv) {
+    vkf_graph_fail(g, VKF_ERROR_UNSUPPORTED, "linear attention backward needs dq, dk and dv");
+    return;
+  }
+  vkf_gstep s = {.kind = VKF_OP_LINEAR_ATTENTION_BACKWARD_Q, .n = 8, .writes = 3, .reads = 0xfd};
+  s.t[0].node = dq;
+  s.t[1].node = ws;
+  s.t[2].node = dout;
+  s.t[3].node = q;
+  s.t[4].node = k;
+  s.t[5].node = v;
+  s.t[6].node = out;
+  s.t[7].node = saved;
+  s.p.linear_attention = *p;
+  vkf_g_step(g, &s);
+  vkf_gstep d = {.kind = VKF_OP_LINEAR_ATTENTION_BACKWARD_KV, .n = 6, .writes = 3, .reads = 0x3f};
+  d.t[0].node = dk;
+  d.t[1].node = dv;
+  d.t[2].node = ws;
+  d.t[3].node = q;
+  d.t[4].node = k;
+  d.t[5].node = v;
+  d.p.linear_attention = *p;
+  vkf_g_step(g, &d);
+}
+
+vkf_node vkf_g_linear_attention(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v, uint32_t chunk) {
+  if (!ok(g, q) || !ok(g, k) || !ok(g, v))
+    return VKF_NODE_NONE;
+  vkf_gnode *nq = N(g, q), *nk = N(g, k), *nv = N(g, v);
+  if (nq->ndim != 4 || nk->ndim != 4 || nv->ndim != 4 || nk->shape[0] != nq->shape[0] ||
+      nk->shape[1] != nq->shape[1] || nk->shape[3] != nq->shape[3] ||
+      nv->shape[0] != nk->shape[0] || nv->shape[1] != nk->shape[1] ||
+      nv->shape[2] != nk->shape[2] || nq->shape[2] % nk->shape[2] ||
+      nq->shape[3] > VKF_LATTN_HEAD_MAX || nv->shape[3] > VKF_LATTN_HEAD_MAX ||
+      nq->shape[1] > VKF_LATTN_T_MAX)
+    return vkf_graph_fail(g, VKF_ERROR_SHAPE_MISMATCH, "linear attention: q %s, k %s, v %s",
+                          nq->name, nk->name, nv->name),
+           VKF_NODE_NONE;
+  if (chunk > VKF_LATTN_CHUNK_MAX)
+    return vkf_graph_fail(g, VKF_ERROR_INVALID_ARGUMENT, "linear attention: chunk %u above %u",
+                          chunk, VKF_LATTN_CHUNK_MAX),
+           VKF_NODE_NONE;
+  vkf_linear_attention_params p = {.B = (uint32_t)nq->shape[0],
+                                   .T = (uint32_t)nq->shape[1],
+                                   .Hq = (uint32_t)nq->shape[2],
+                                   .Hkv = (uint32_t)nk->shape[2],
+                                   .D = (uint32_t)nq->shape[3],
+                                   .Dv = (uint32_t)nv->shape[3],
+                                   .chunk = chunk ? chunk : VKF_LATTN_CHUNK_DEFAULT,
+                                   .eps = VKF_LATTN_EPS_DEFAULT};
+  vkf_lattn_layout l;
+  vkf_lattn_layout_of(&p, &l);
+  if (l.saved > UINT32_MAX || l.workspace > UINT32_MAX)
+    return vkf_graph_fail(g, VKF_ERROR_UNSUPPORTED,
+                          "linear attention: saved %llu or workspace %llu elements exceed 2^32-1",
+                          (unsigned long long)l.saved, (unsigned long long)l.workspace),
+           VKF_NODE_NONE;
+  int64_t oshape[4] = {p.B, p.T, p.Hq, p.Dv}, n_saved = (int64_t)l.saved;
+  vkf_node out = act_like(g, q, "linear_attention", 4, oshape);
+  vkf_node saved = act_like(g, q, "linear_attention.saved", 1, &n_saved);
+  if (!out || !saved)
+    return VKF_NODE_NONE;
+  vkf_gstep s = {.kind = VKF_OP_LINEAR_ATTENTION_FORWARD, .n = 6, .writes = 3, .reads = 0x1c};
+  s.t[0].node = out;
+  s.t[1].node = saved;
+  s.t[2].node = q;
+  s.t[3].node = k;
+  s.t[4].node = v;
+  s.p.linear_attention = p;
+  vkf_g_step(g, &s);
+  vkf_tape t = {.backward = linear_attention_backward, .in = {q, k, v}, .out = {out, saved}};
+  t.p.linear_attention = p;
+  vkf_g_tape(g, &t);
+  return out;
+}
+
+vkf_node vkf_g_linear_attention_state(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v,
+                                      vkf_node state, uint32_t chunk) {
+  if (!ok(g, q) || !ok(g, k) || !ok(g, v) || !ok(g, state))
+    return VKF_NODE_NONE;
+  vkf_gnode *nq = N(g, q), *nk = N(g, k), *nv = N(g, v), *ns = N(g, state);
+  if (nq->ndim != 4 || nk->ndim != 4 || nv->ndim != 4 || ns->ndim != 4 ||
+      nk->shape[0] != nq->shape[0] || nk->shape[1] != nq->shape[1] ||
+      nk->shape[3] != nq->shape[3] || nv->shape[0] != nk->shape[0] ||
+      nv->shape[1] != nk->shape[1] || nv->shape[2] != nk->shape[2] || nq->shape[2] % nk->shape[2] ||
+      nq->shape[3] > VKF_LATTN_HEAD_MAX || nv->shape[3] > VKF_LATTN_HEAD_MAX ||
+      nq->shape[1] > VKF_LATTN_T_MAX || ns->dtype != VKF_DTYPE_F32 ||
+      ns->shape[0] != nq->shape[0] || ns->shape[1] != nk->shape[2] ||
+      ns->shape[2] != nq->shape[3] || ns->shape[3] != nv->shape[3] + 1)
+    return vkf_graph_fail(g, VKF_ERROR_SHAPE_MISMATCH,
+                          "linear attention state: q %s, k %s, v %s, state %s", nq->name, nk->name,
+                          nv->name, ns->name),
+           VKF_NODE_NONE;
+  if (chunk > VKF_LATTN_CHUNK_MAX)
+    return vkf_graph_fail(g, VKF_ERROR_INVALID_ARGUMENT,
+                          "linear attention state: chunk %u above %u", chunk, VKF_LATTN_CHUNK_MAX),
+           VKF_NODE_NONE;
+  vkf_linear_attention_params p = {.B = (uint32_t)nq->shape[0],
+                                   .T = (uint32_t)nq->shape[1],
+                                   .Hq = (uint32_t)nq->shape[2],
+                                   .Hkv = (uint32_t)nk->shape[2],
+                                   .D = (uint32_t)nq->shape[3],
+                                   .Dv = (uint32_t)nv->shape[3],
+                                   .chunk = chunk ? chunk : VKF_LATTN_CHUNK_DEFAULT,
+                                   .eps = VKF_LATTN_EPS_DEFAULT};
+  vkf_lattn_layout l;
+  vkf_lattn_layout_of(&p, &l);
+  if (l.saved > UINT32_MAX)
+    return vkf_graph_fail(g, VKF_ERROR_UNSUPPORTED,
+                          "linear attention state: %llu scratch elements exceed 2^32-1",
+                          (unsigned long long)l.saved),
+           VKF_NODE_NONE;
+  int64_t oshape[4] = {p.B, p.T, p.Hq, p.Dv}, n_saved = (int64_t)l.saved;
+  vkf_node out = act_like(g, q, "linear_attention", 4, oshape);
+  if (!out)
+    return VKF_NODE_NONE;
+  vkf_gstep s = {.n = 5};
+  if (p.T == 1) { /* one token: the recurrent step */
+    s.kind = VKF_OP_LINEAR_ATTENTION_DECODE;
+    s.writes = 0x3;
+    s.reads = 0x1e;
+    s.t[0].node = out;
+    s.t[1].node = state;
+    s.t[2].node = q;
+    s.t[3].node = k;
+    s.t[4].node = v;
+  } else { /* a piece of a prompt: chunked, from and into the state */
+    vkf_node saved = act_like(g, q, "linear_attention.scratch", 1, &n_saved);
+    if (!saved)
+      return VKF_NODE_NONE;
+    p.flags = VKF_LATTN_STATE;
+    s.kind = VKF_OP_LINEAR_ATTENTION_FORWARD;
+    s.n = 6;
+    s.writes = 0x23;
+    s.reads = 0x3c;
+    s.t[0].node = out;
+    s.t[1].node = saved;
+    s.t[2].node = q;
+    s.t[3].node = k;
+    s.t[4].node = v;
+    s.t[5].node = state;
+  }
+  s.p.linear_attention = p;
+  vkf_g_step(g, &s);
+  return out;
 }
 
 /* ---- attention ---- */

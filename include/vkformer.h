@@ -643,6 +643,124 @@ VKF_API vkf_status vkf_attention_backward(vkf_context *ctx, vkf_tensor dq, vkf_t
                                           vkf_tensor k, vkf_tensor v, vkf_tensor saved,
                                           vkf_tensor workspace, const vkf_attention_desc *desc);
 
+/* Linear attention (Katharopoulos et al. 2020, "Transformers are RNNs"),
+ * causal, with the feature map phi(x) = elu(x) + 1 (x + 1 for x > 0, e^x
+ * otherwise; always > 0) applied to q and k. For query row i of head h in
+ * batch b, with kv head hk = h / (Hq / Hkv):
+ *   S_i   = sum_{j <= i} phi(k[b, j, hk, :]) v[b, j, hk, :]^T   (D x Dv)
+ *   z_i   = sum_{j <= i} phi(k[b, j, hk, :])                    (D)
+ *   den_i = phi(q[b, i, h, :])^T z_i
+ *   out[b, i, h, :] = phi(q[b, i, h, :])^T S_i / (den_i + eps)
+ * eps (default 1e-6, as in the paper's reference code) only guards the
+ * division: phi > 0, so den_i > 0 unless every phi(q).phi(k) underflows
+ * (inputs below about -40), and out is a weighted mean of the visible v rows
+ * (up to eps). No scale, mask, window or softcap: the kernel is
+ * phi(q).phi(k).
+ *
+ * Shapes: q, dq [B, T, Hq, D]; k, dk [B, T, Hkv, D]; v, dv [B, T, Hkv, Dv];
+ * out, dout [B, T, Hq, Dv] (the standard variant's default layout). Hq is a
+ * multiple of Hkv (GQA; Hkv = 1 is MQA): the group's query heads read their
+ * kv head in place, nothing is copied. D, Dv <= 1024; T <= 2^28.
+ *
+ * The training form is chunked: T is split into chunks of `chunk` tokens.
+ * Within a chunk the products phi(q) phi(k)^T are formed explicitly
+ * (causally masked, O(chunk) per token); across chunks the running state
+ * S' = [S | z] (D x (Dv + 1) per kv head) carries the past. Time and memory
+ * are O(T): saved holds the state at each chunk start and den per row,
+ * about (D (Dv + 1) / chunk) Hkv + Hq floats per token.
+ *
+ * These are separate functions rather than a variant of vkf_attention_desc:
+ * none of that desc's options (scale, softcap, window, mask, kv_lens,
+ * logits, query alignment) has a meaning here, linear attention has its own
+ * (chunk, eps, the recurrent state), its backward needs the forward's
+ * output (as FlashAttention's does), and decoding carries a state tensor
+ * that the softmax variants have no place for.
+ *
+ * The state of a (b, kv head) is one row-major [D, Dv + 1] matrix: columns
+ * 0..Dv-1 hold S, column Dv holds z. A state tensor is f32
+ * [B, Hkv, D, Dv + 1]; all zeros is the empty prefix. It is per kv head:
+ * S and z depend only on k and v, so the query heads of a group share it. */
+typedef struct vkf_linear_attention_desc {
+  uint32_t chunk; /* tokens per chunk, 1..1024; 0 = 64. Changes rounding only */
+  float eps;      /* added to den before dividing; 0 = 1e-6; otherwise finite and > 0 */
+  /* Optional state [B, Hkv, D, Dv + 1] (forward only): read as the state
+   * before token 0 and overwritten with the state after token T - 1, so a
+   * long prompt can be fed in pieces and decoding continues from it with
+   * vkf_linear_attention_decode. VKF_NO_TENSOR = start from zero, keep no
+   * state (training). The backward ignores it: no gradient flows into the
+   * initial state (dq, dk, dv are exact given it; it is part of saved). */
+  vkf_tensor state;
+} vkf_linear_attention_desc;
+
+typedef struct vkf_linear_attention_sizes {
+  uint32_t n_chunks;           /* ceil(T / chunk) */
+  uint64_t saved_elements;     /* B Hkv n_chunks D (Dv + 1) + B T Hq */
+  uint64_t workspace_elements; /* B T Hq (Dv + 1) + B Hkv n_chunks D (Dv + 1) */
+  int64_t state_shape[4];      /* [B, Hkv, D, Dv + 1] */
+} vkf_linear_attention_sizes;
+
+/* What to allocate for q, k, v with `desc` (NULL = defaults): saved and
+ * workspace element counts (each must fit a tensor, <= 2^32 - 1, else
+ * SHAPE_MISMATCH) and the state shape. Checks q, k, v and desc as the
+ * forward does (same statuses). */
+VKF_API vkf_status vkf_linear_attention_sizes_get(vkf_context *ctx, vkf_tensor q, vkf_tensor k,
+                                                  vkf_tensor v,
+                                                  const vkf_linear_attention_desc *desc,
+                                                  vkf_linear_attention_sizes *out);
+/* out = linear_attention(q, k, v), chunked; saved: f32, any shape, at least
+ * saved_elements elements (the chunk-start states, then den; contents for
+ * the backward only). out, saved and desc->state must not share memory
+ * with each other or with q, k, v. Statuses: NULL_POINTER (ctx),
+ * INVALID_ARGUMENT (no tensor given, chunk or eps out of range, aliasing),
+ * STALE_HANDLE, DTYPE_MISMATCH (f32 only), SHAPE_MISMATCH (including Hq not
+ * a multiple of Hkv, D or Dv > 1024, a state not [B, Hkv, D, Dv + 1]),
+ * BUFFER_TOO_SMALL (saved), UNSUPPORTED (lavapipe only: its shaders stop
+ * every loop after 65535 iterations in all, so shapes whose kernel loops
+ * would run longer are refused: more than about 60000 chunks, or a chunk of
+ * 1024 with D near 1024; long loops over the heads of a kv group are split
+ * instead). Deterministic (no atomics); on the CPU backend independent of
+ * the thread count. */
+VKF_API vkf_status vkf_linear_attention_forward(vkf_context *ctx, vkf_tensor out, vkf_tensor saved,
+                                                vkf_tensor q, vkf_tensor k, vkf_tensor v,
+                                                const vkf_linear_attention_desc *desc);
+/* dq += dL/dq, dk += dL/dk, dv += dL/dv (exact gradients through phi; dk
+ * and dv sum over the query heads of each kv group), given dout = dL/dout,
+ * the forward's inputs, its output `out` and its `saved`, unchanged since,
+ * and the same chunk and eps. With g_i = (dout_i / (den_i + eps),
+ * -dout_i.out_i / (den_i + eps)) and v'_j = (v_j, 1):
+ *   dphi(q_i) = sum_{j <= i} (g_i . v'_j) phi(k_j)
+ *   dphi(k_j) = sum_{i >= j} (g_i . v'_j) phi(q_i)
+ *   dv_j      = sum_{i >= j} (phi(q_i) . phi(k_j)) g_i[0..Dv)
+ * chunked like the forward: the sums over earlier chunks come from saved
+ * (no recomputation), those over later chunks from reverse-time states
+ * R_c = sum_{i in later chunks} phi(q_i) g_i^T built in the workspace.
+ * workspace: f32 scratch of at least workspace_elements, any shape, contents
+ * overwritten (one can serve every layer). Gradients must not share memory
+ * with each other, the workspace or any input. Statuses as the forward, plus
+ * BUFFER_TOO_SMALL for a short saved or workspace. Deterministic. */
+VKF_API vkf_status vkf_linear_attention_backward(vkf_context *ctx, vkf_tensor dq, vkf_tensor dk,
+                                                 vkf_tensor dv, vkf_tensor dout, vkf_tensor q,
+                                                 vkf_tensor k, vkf_tensor v, vkf_tensor out,
+                                                 vkf_tensor saved, vkf_tensor workspace,
+                                                 const vkf_linear_attention_desc *desc);
+/* One decoding step, O(1) in the number of tokens seen: q [B, 1, Hq, D],
+ * k [B, 1, Hkv, D], v [B, 1, Hkv, Dv] are the new token's projections,
+ * state [B, Hkv, D, Dv + 1] the state after the tokens before it (zeros for
+ * the first token, or what vkf_linear_attention_forward left in
+ * desc->state after a prompt). In order:
+ *   state[b, hk] += phi(k) (v, 1)^T          (S += phi(k) v^T, z += phi(k))
+ *   out[b, 0, h, :] = phi(q_h)^T S / (phi(q_h)^T z + eps)
+ * i.e. the new token sees itself, exactly as row T - 1 of the chunked
+ * forward over the whole sequence (equal up to float rounding: the sums are
+ * taken in another order). eps: 0 = 1e-6, else finite and > 0 (use the
+ * forward's). out [B, 1, Hq, Dv] must not share memory with the others;
+ * the state is updated in place. Statuses as the forward. Each b has its
+ * own state, so the sequences of a batch may be at different lengths. Cost
+ * per token: the state update (D (Dv + 1) per kv head) and one pass over the
+ * state per query head, whatever the number of tokens before. */
+VKF_API vkf_status vkf_linear_attention_decode(vkf_context *ctx, vkf_tensor out, vkf_tensor state,
+                                               vkf_tensor q, vkf_tensor k, vkf_tensor v, float eps);
+
 /* ---- xent: loss: softmax cross-entropy ---- */
 
 typedef enum vkf_reduction {

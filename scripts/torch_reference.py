@@ -25,7 +25,9 @@ and python3-numpy. The tolerances are explained at TOLERANCES below.
 The model follows Hugging Face's layouts and math: GPT-2 (Conv1D weights
 stored [in, out], tanh GELU, learned positions, tied head) or Llama (weights
 [out, in], RMSNorm, rotate-half RoPE, SwiGLU, GQA), and the mixes vkformer's
-own config keys allow (sliding-window attention included).
+own config keys allow (sliding-window attention included, and linear
+attention: Katharopoulos et al.'s causal elu + 1 feature map, written here
+as the explicit masked sum over j <= i, not vkformer's chunked form).
 """
 import argparse
 import json
@@ -117,6 +119,9 @@ def rope(cfg, x):
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+LINEAR_EPS = 1e-6  # vkformer's linear attention default (vkf_linear_attention_desc)
+
+
 def attention(cfg, q, k, v):
     # q [B, T, H, D], k/v [B, T, Hkv, D]
     B, T, H, D = q.shape
@@ -124,10 +129,16 @@ def attention(cfg, q, k, v):
     k = k.repeat_interleave(rep, dim=2)
     v = v.repeat_interleave(rep, dim=2)
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-    s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
     i = torch.arange(T)[:, None]
     j = torch.arange(T)[None, :]
     visible = j <= i
+    if cfg.attention == "linear":
+        # out_i = sum_{j<=i} w_ij v_j / (sum_{j<=i} w_ij + eps), w_ij = phi(q_i).phi(k_j)
+        w = (F.elu(q) + 1) @ (F.elu(k) + 1).transpose(-1, -2)
+        w = w.masked_fill(~visible, 0.0)
+        y = (w @ v) / (w.sum(-1, keepdim=True) + LINEAR_EPS)
+        return y.transpose(1, 2).reshape(B, T, H * D)
+    s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
     if cfg.attention == "sliding":
         visible = visible & (i - j < cfg.window)
     s = s.masked_fill(~visible, float("-inf"))

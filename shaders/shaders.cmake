@@ -49,6 +49,13 @@ vkf_shader(attention_softmax attention_rows.comp OP_SOFTMAX)
 vkf_shader(attention_ds attention_rows.comp OP_DS)
 vkf_shader(attention_pv attention_pv.comp)
 vkf_shader(attention_dkv attention_dkv.comp)
+# linear attention: chunk states, their scans, the chunk rows (MODE: forward, dq, dk, dv),
+# the backward's g rows, one decoding step
+vkf_shader(attention_linear_state attention_linear_state.comp)
+vkf_shader(attention_linear_scan attention_linear_scan.comp)
+vkf_shader(attention_linear_chunk attention_linear_chunk.comp)
+vkf_shader(attention_linear_g attention_linear_g.comp)
+vkf_shader(attention_linear_decode attention_linear_decode.comp)
 # ---- xent: loss: softmax cross-entropy ----
 vkf_shader(cross_entropy xent.comp XENT_FORWARD)
 vkf_shader(cross_entropy_reduce xent.comp XENT_REDUCE)

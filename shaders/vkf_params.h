@@ -239,6 +239,40 @@ struct vkf_attention_params {
   VKF_U32 bh0; /* Vulkan: (b * Hq + h) of the first workgroup in z (split grids) */
 };
 
+/* linear attention (Katharopoulos et al.), causal, phi(x) = elu(x) + 1:
+ *   out_i = phi(q_i)^T S_i / (phi(q_i)^T z_i + eps),
+ *   S_i = sum_{j <= i} phi(k_j) v_j^T,  z_i = sum_{j <= i} phi(k_j).
+ * q [B, T, Hq, D], k [B, T, Hkv, D], v [B, T, Hkv, Dv], out [B, T, Hq, Dv];
+ * query head h reads kv head h / (Hq / Hkv). With v' = [v, 1] (Dv1 = Dv + 1
+ * columns) S and z form one [D, Dv1] matrix S' (z is column Dv).
+ * T is split into n_chunks chunks of `chunk` tokens (the last may be short).
+ * saved: [B, Hkv, n_chunks, D, Dv1] chunk-start states S' (exclusive
+ *   prefix, including the initial state), then den [B, T, Hq] = phi(q)^T z.
+ * workspace: g [B, T, Hq, Dv1] = (dout / (den + eps),
+ *   -dout.out / (den + eps)), then R [B, Hkv, n_chunks, D, Dv1] = the
+ *   reverse-time states sum over later chunks and the group's heads of
+ *   phi(q_i) g_i^T.
+ * state (decoding; optional in the forward): [B, Hkv, D, Dv1].
+ * Operands:
+ *   linear_attention_forward:     0 out, 1 saved, 2 q, 3 k, 4 v, 5 state?
+ *   linear_attention_backward_q:  0 dq, 1 workspace, 2 dout, 3 q, 4 k, 5 v, 6 out, 7 saved
+ *   linear_attention_backward_kv: 0 dk, 1 dv, 2 workspace, 3 q, 4 k, 5 v
+ *   linear_attention_decode:      0 out, 1 state, 2 q, 3 k, 4 v  (T = 1) */
+#define VKF_LATTN_STATE 1u /* forward: operand 5 (state) is read first and written last */
+/* Vulkan kernels (set by the backend): the dk / dv rows and the R sums take
+ * the group's heads h0 .. h0 + nh - 1 only and add to what earlier
+ * dispatches left (no state term in the rows): lavapipe stops a shader's
+ * loops after 65535 iterations in all, so long head loops are split */
+#define VKF_LATTN_ACCUMULATE 2u
+struct vkf_linear_attention_params {
+  VKF_U32 B, T, Hq, Hkv, D, Dv;
+  VKF_U32 chunk, n_chunks;
+  VKF_U32 flags; /* VKF_LATTN_STATE | VKF_LATTN_ACCUMULATE */
+  VKF_F32 eps;
+  VKF_U32 z0;     /* Vulkan: first workgroup z of a split dispatch (set by the backend) */
+  VKF_U32 h0, nh; /* Vulkan: heads of each group the kernel takes (set by the backend) */
+};
+
 /* ---- xent: loss: softmax cross-entropy ---- */
 /* cross_entropy over logits [outer, V, inner] (inner = 1: classes last):
  * row r = o * inner + i has class c at o * V * inner + c * inner + i.
@@ -362,6 +396,7 @@ typedef struct vkf_bias_backward_params vkf_bias_backward_params;
 typedef struct vkf_rope_params vkf_rope_params;
 /* ---- attn ---- */
 typedef struct vkf_attention_params vkf_attention_params;
+typedef struct vkf_linear_attention_params vkf_linear_attention_params;
 /* ---- xent ---- */
 typedef struct vkf_cross_entropy_params vkf_cross_entropy_params;
 /* ---- optim ---- */

@@ -40,6 +40,10 @@ static const vkf_cpu_op_fn op_table[VKF_OP_COUNT] = {
     [VKF_OP_ATTENTION_BACKWARD_DS] = vkf_cpu_attention_backward_ds,
     [VKF_OP_ATTENTION_BACKWARD_DQ] = vkf_cpu_attention_backward_dq,
     [VKF_OP_ATTENTION_BACKWARD_DKV] = vkf_cpu_attention_backward_dkv,
+    [VKF_OP_LINEAR_ATTENTION_FORWARD] = vkf_cpu_linear_attention_forward,
+    [VKF_OP_LINEAR_ATTENTION_BACKWARD_Q] = vkf_cpu_linear_attention_backward_q,
+    [VKF_OP_LINEAR_ATTENTION_BACKWARD_KV] = vkf_cpu_linear_attention_backward_kv,
+    [VKF_OP_LINEAR_ATTENTION_DECODE] = vkf_cpu_linear_attention_decode,
     /* ---- xent ---- */
     [VKF_OP_CROSS_ENTROPY] = vkf_cpu_cross_entropy,
     [VKF_OP_CROSS_ENTROPY_BACKWARD] = vkf_cpu_cross_entropy_backward,

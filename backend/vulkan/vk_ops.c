@@ -162,6 +162,11 @@ vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op) {
   case VKF_OP_ATTENTION_BACKWARD_DQ:
   case VKF_OP_ATTENTION_BACKWARD_DKV:
     return vkf_vk_attention(vk, op);
+  case VKF_OP_LINEAR_ATTENTION_FORWARD:
+  case VKF_OP_LINEAR_ATTENTION_BACKWARD_Q:
+  case VKF_OP_LINEAR_ATTENTION_BACKWARD_KV:
+  case VKF_OP_LINEAR_ATTENTION_DECODE:
+    return vkf_vk_attention_linear(vk, op);
   /* ---- xent ---- */
   case VKF_OP_CROSS_ENTROPY:
   case VKF_OP_CROSS_ENTROPY_BACKWARD:
