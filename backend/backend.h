@@ -90,6 +90,10 @@ bool vkf_contains_nocase(const char *haystack, const char *needle);
   X(ATTENTION_BACKWARD_DS, "attention_backward_ds")                                                \
   X(ATTENTION_BACKWARD_DQ, "attention_backward_dq")                                                \
   X(ATTENTION_BACKWARD_DKV, "attention_backward_dkv")                                              \
+  X(ATTENTION_FLASH_FORWARD, "attention_flash_forward")                                            \
+  X(ATTENTION_FLASH_BACKWARD_PRE, "attention_flash_backward_pre")                                  \
+  X(ATTENTION_FLASH_BACKWARD_DKV, "attention_flash_backward_dkv")                                  \
+  X(ATTENTION_FLASH_BACKWARD_DQ, "attention_flash_backward_dq")                                    \
   /* ---- xent ---- */                                                                             \
   X(CROSS_ENTROPY, "cross_entropy")                                                                \
   X(CROSS_ENTROPY_BACKWARD, "cross_entropy_backward")                                              \

@@ -64,6 +64,10 @@ vkf_status vkf_cpu_attention_forward(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_attention_backward_ds(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_attention_backward_dq(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_attention_backward_dkv(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_attention_flash_forward(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_attention_flash_backward_pre(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_attention_flash_backward_dkv(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_attention_flash_backward_dq(vkf_cpu *cpu, const vkf_op *op);
 /* ---- xent ---- */
 vkf_status vkf_cpu_cross_entropy(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_cross_entropy_backward(vkf_cpu *cpu, const vkf_op *op);

@@ -45,6 +45,7 @@ void vkf_vk_instance_destroy(vkf_vk_instance *inst);
 /* Fill `info` (and the raw features it needs) for one physical device. */
 typedef struct vkf_vk_caps {
   bool bda, fp16, int8, storage16, storage8, subgroup_size_control, compute_full_subgroups;
+  bool int64; /* shaderInt64, enabled when the device has it (not for adopted devices) */
   bool ext_subgroup_size_control; /* needs the EXT on a 1.2 device */
   bool ext_memory_budget;
   uint32_t queue_family;
@@ -300,6 +301,8 @@ vkf_status vkf_vk_embed(vkf_vk *vk, const vkf_op *op);
 vkf_status vkf_vk_rope(vkf_vk *vk, const vkf_op *op);
 /* ---- attn ---- */
 vkf_status vkf_vk_attention(vkf_vk *vk, const vkf_op *op);
+/* the flash variant's ops (vk_attn_flash.c) */
+vkf_status vkf_vk_attention_flash(vkf_vk *vk, const vkf_op *op);
 /* ---- xent ---- */
 vkf_status vkf_vk_xent(vkf_vk *vk, const vkf_op *op);
 /* ---- optim ---- */

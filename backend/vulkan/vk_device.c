@@ -431,6 +431,7 @@ void vkf_vk_describe(vkf_vk_instance *inst, VkPhysicalDevice pd, vkf_device_info
       have_m4 && m4.maxBufferSize ? m4.maxBufferSize : d->max_allocation_bytes;
   caps->bda = f12.bufferDeviceAddress;
   caps->fp16 = f12.shaderFloat16;
+  caps->int64 = f2.features.shaderInt64;
   caps->int8 = f12.shaderInt8;
   caps->storage16 = f11.storageBuffer16BitAccess;
   caps->storage8 = f12.storageBuffer8BitAccess;
@@ -542,6 +543,7 @@ static vkf_status create_device(vkf_vk *vk) {
   VkPhysicalDeviceFeatures2 f2 = {
       .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
       .pNext = c->subgroup_size_control ? (void *)&fsgc : (void *)&f11,
+      .features = {.shaderInt64 = c->int64},
   };
   const char *exts[2];
   uint32_t n_exts = 0;
@@ -643,6 +645,7 @@ static vkf_status adopt_device(vkf_vk *vk, const vkf_vulkan_interop *io) {
   vk->caps.storage16 = vk->caps.storage16 && io->storage_buffer_16bit;
   vk->caps.int8 = vk->caps.int8 && io->shader_int8;
   vk->caps.storage8 = vk->caps.storage8 && io->storage_buffer_8bit;
+  vk->caps.int64 = false; /* the interop struct does not say whether the host enabled it */
   vk->base.info.fp16_arithmetic = vk->caps.fp16;
   vk->base.info.fp16_storage = vk->caps.storage16;
   vk->base.info.int8_arithmetic = vk->caps.int8;
