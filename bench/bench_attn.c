@@ -1,12 +1,14 @@
 /* Time, rate and memory of attention forward and forward+backward, per
  * variant, with the standard variant as the in-run baseline:
  *
- *   bench_attn [--device D] [--variants standard,flash,sliding] [--T 512,2048,8192]
+ *   bench_attn [--device D] [--variants standard,flash,sliding,std-sliding]
+ *              [--T 512,2048,8192]
  *              [--D 64,128] [--B 1] [--H 8] [--Hkv 8] [--window 256] [--causal 1]
  *              [--iters 3] [--max-standard-T 8192] [--forward-only] [--profile]
  *
  * Self-attention (Tq = Tk = T), layout [B, T, H, D]. "sliding" is the flash
- * variant with a window of --window keys. Each configuration runs in a fresh
+ * variant with a window of --window keys, "std-sliding" the standard one with
+ * it (not run by default). Each configuration runs in a fresh
  * context, so "peak" is the device memory high-water mark of that
  * configuration alone (inputs, outputs, saved, gradients, workspace). Times
  * are host wall clock around each call after a warm-up (pipelines, caches)
@@ -54,14 +56,27 @@ static double cpu_s(void) {
 
 typedef struct options {
   const char *device;
-  bool variants[3]; /* standard, flash, sliding */
+  bool variants[4]; /* standard, flash, sliding, std-sliding */
   int64_t T[16], D[16];
   int nT, nD;
   int64_t B, H, Hkv, window, max_standard_T;
   int causal, iters, forward_only, profile;
 } options;
 
-static const char *variant_names[3] = {"standard", "flash", "sliding"};
+static const char *variant_names[4] = {"standard", "flash", "sliding", "std-sliding"};
+
+/* Whether the comma-separated list holds name. */
+static bool has_token(const char *list, const char *name) {
+  size_t n = strlen(name);
+  for (const char *s = list; *s;) {
+    const char *end = strchr(s, ',');
+    size_t len = end ? (size_t)(end - s) : strlen(s);
+    if (len == n && strncmp(s, name, n) == 0)
+      return true;
+    s = end ? end + 1 : s + len;
+  }
+  return false;
+}
 
 static int parse_list(const char *s, int64_t *out, int cap) {
   int n = 0;
@@ -101,9 +116,10 @@ static int run(const options *o, int variant, int64_t T, int64_t D) {
   CHECK(vkf_tensor_create(ctx, VKF_DTYPE_F32, 4, skv, &k));
   CHECK(vkf_tensor_create(ctx, VKF_DTYPE_F32, 4, skv, &v));
   CHECK(vkf_tensor_create(ctx, VKF_DTYPE_F32, 4, sq, &out));
-  vkf_attention_desc ad = {.variant = variant == 0 ? VKF_ATTENTION_STANDARD : VKF_ATTENTION_FLASH,
+  const bool std = variant == 0 || variant == 3, windowed = variant >= 2;
+  vkf_attention_desc ad = {.variant = std ? VKF_ATTENTION_STANDARD : VKF_ATTENTION_FLASH,
                            .flags = o->causal ? VKF_ATTENTION_CAUSAL : 0,
-                           .window = variant == 2 ? (uint32_t)o->window : 0,
+                           .window = windowed ? (uint32_t)o->window : 0,
                            .out = out};
   vkf_attention_sizes sz;
   CHECK(vkf_attention_sizes_get(ctx, q, k, v, &ad, &sz));
@@ -168,7 +184,7 @@ static int run(const options *o, int variant, int64_t T, int64_t D) {
   CHECK(vkf_memory_stats_get(ctx, &ms));
   vkf_device_info info;
   CHECK(vkf_context_device(ctx, &info));
-  double fl = pairs_of(o, T, variant == 2) * (double)o->B * (double)o->H * (double)D;
+  double fl = pairs_of(o, T, windowed) * (double)o->B * (double)o->H * (double)D;
   printf("%-10s %-9s %6lld %4lld %10.2f %9.2f", info.backend == VKF_BACKEND_CPU ? "cpu" : "vulkan",
          variant_names[variant], (long long)T, (long long)D, best_f * 1e3, 4 * fl / best_f * 1e-9);
   if (o->forward_only)
@@ -182,7 +198,7 @@ static int run(const options *o, int variant, int64_t T, int64_t D) {
 }
 
 int main(int argc, char **argv) {
-  options o = {.variants = {true, true, true},
+  options o = {.variants = {true, true, true, false},
                .T = {512, 2048, 8192},
                .nT = 3,
                .D = {64, 128},
@@ -204,8 +220,8 @@ int main(int argc, char **argv) {
     if (strcmp(a, "--device") == 0)
       o.device = val;
     else if (strcmp(a, "--variants") == 0)
-      for (int v = 0; v < 3; v++)
-        o.variants[v] = strstr(val, variant_names[v]) != NULL;
+      for (int v = 0; v < 4; v++)
+        o.variants[v] = has_token(val, variant_names[v]);
     else if (strcmp(a, "--T") == 0)
       o.nT = parse_list(val, o.T, 16);
     else if (strcmp(a, "--D") == 0)
@@ -234,7 +250,8 @@ int main(int argc, char **argv) {
     }
     i += takes;
   }
-  if (o.iters < 1 || o.B < 1 || o.H < 1 || o.Hkv < 1 || o.H % o.Hkv || o.window < 1) {
+  if (o.iters < 1 || !(o.variants[0] || o.variants[1] || o.variants[2] || o.variants[3]) ||
+      o.B < 1 || o.H < 1 || o.Hkv < 1 || o.H % o.Hkv || o.window < 1) {
     fprintf(stderr, "bad options\n");
     return 2;
   }
@@ -245,8 +262,8 @@ int main(int argc, char **argv) {
          "GFLOP/s", "f+b ms", "GFLOP/s", "peak MiB", "cpu s");
   for (int di = 0; di < o.nD; di++)
     for (int ti = 0; ti < o.nT; ti++)
-      for (int v = 0; v < 3; v++) {
-        if (!o.variants[v] || (v == 0 && o.T[ti] > o.max_standard_T))
+      for (int v = 0; v < 4; v++) {
+        if (!o.variants[v] || ((v == 0 || v == 3) && o.T[ti] > o.max_standard_T))
           continue;
         if (run(&o, v, o.T[ti], o.D[di]) != 0)
           return 1;

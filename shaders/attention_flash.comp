@@ -138,6 +138,18 @@ SLOT load8(F32 t, uint base, bool present, uint c0, uint E) {
   return make_slot(vec4(x[0], x[1], x[2], x[3]), vec4(x[4], x[5], x[6], x[7]));
 }
 
+// acc + dot(a, b) + dot(c, d) as one chain of FMAs.
+float dot8(vec4 a, vec4 b, vec4 c, vec4 d, float acc) {
+  acc = fma(a.x, b.x, acc);
+  acc = fma(a.y, b.y, acc);
+  acc = fma(a.z, b.z, acc);
+  acc = fma(a.w, b.w, acc);
+  acc = fma(c.x, d.x, acc);
+  acc = fma(c.y, d.y, acc);
+  acc = fma(c.z, d.z, acc);
+  return fma(c.w, d.w, acc);
+}
+
 // Visibility of key j for a row whose visible keys are [r.x, r.y).
 bool in_range(ivec2 r, uint j) {
   return int(j) >= r.x && int(j) < r.y;
@@ -260,7 +272,7 @@ void main() {
         kn[2 * c + 1] = z;
 #endif
         [[unroll]] for (uint r = 0; r < R; r++)
-          s[r] += dot(q4[r][2 * c], a) + dot(q4[r][2 * c + 1], z);
+          s[r] = dot8(q4[r][2 * c], a, q4[r][2 * c + 1], z, s[r]);
       }
 #if defined(FLASH_FWD)
       float al[R], pr[R];
@@ -285,8 +297,8 @@ void main() {
         const SLOT w = Vs[n * DVP8 + c];
         const vec4 a = slot_lo(w), z = slot_hi(w);
         [[unroll]] for (uint r = 0; r < R; r++) {
-          o4[r][2 * c] = o4[r][2 * c] * al[r] + pr[r] * a;
-          o4[r][2 * c + 1] = o4[r][2 * c + 1] * al[r] + pr[r] * z;
+          o4[r][2 * c] = fma(o4[r][2 * c], vec4(al[r]), pr[r] * a);
+          o4[r][2 * c + 1] = fma(o4[r][2 * c + 1], vec4(al[r]), pr[r] * z);
         }
       }
 #else
@@ -297,7 +309,7 @@ void main() {
         const SLOT w = Vs[n * DVP8 + c];
         const vec4 a = slot_lo(w), z = slot_hi(w);
         [[unroll]] for (uint r = 0; r < R; r++)
-          dp[r] += dot(do4[r][2 * c], a) + dot(do4[r][2 * c + 1], z);
+          dp[r] = dot8(do4[r][2 * c], a, do4[r][2 * c + 1], z, dp[r]);
       }
       float ds[R];
       [[unroll]] for (uint r = 0; r < R; r++) {
@@ -315,7 +327,7 @@ void main() {
       }
       [[unroll]] for (uint c = 0; c < DP4; c++)
         [[unroll]] for (uint r = 0; r < R; r++)
-          dq4[r][c] += ds[r] * kn[c];
+          dq4[r][c] = fma(vec4(ds[r]), kn[c], dq4[r][c]);
 #endif
     }
   }
@@ -430,14 +442,14 @@ void main() {
           qi[2 * c] = slot_lo(w);
           qi[2 * c + 1] = slot_hi(w);
           [[unroll]] for (uint r = 0; r < R; r++)
-            s[r] += dot(k4[r][2 * c], qi[2 * c]) + dot(k4[r][2 * c + 1], qi[2 * c + 1]);
+            s[r] = dot8(k4[r][2 * c], qi[2 * c], k4[r][2 * c + 1], qi[2 * c + 1], s[r]);
         }
         [[unroll]] for (uint c = 0; c < DVP8; c++) {
           const SLOT w = Os[n * DVP8 + c];
           oi[2 * c] = slot_lo(w);
           oi[2 * c + 1] = slot_hi(w);
           [[unroll]] for (uint r = 0; r < R; r++)
-            dp[r] += dot(v4[r][2 * c], oi[2 * c]) + dot(v4[r][2 * c + 1], oi[2 * c + 1]);
+            dp[r] = dot8(v4[r][2 * c], oi[2 * c], v4[r][2 * c + 1], oi[2 * c + 1], dp[r]);
         }
         float pr[R], ds[R];
         [[unroll]] for (uint r = 0; r < R; r++) {
@@ -457,10 +469,10 @@ void main() {
         }
         [[unroll]] for (uint c = 0; c < DVP4; c++)
           [[unroll]] for (uint r = 0; r < R; r++)
-            dv4[r][c] += pr[r] * oi[c];
+            dv4[r][c] = fma(vec4(pr[r]), oi[c], dv4[r][c]);
         [[unroll]] for (uint c = 0; c < DP4; c++)
           [[unroll]] for (uint r = 0; r < R; r++)
-            dk4[r][c] += ds[r] * qi[c];
+            dk4[r][c] = fma(vec4(ds[r]), qi[c], dk4[r][c]);
       }
     }
   }
