@@ -51,7 +51,8 @@ typedef struct flash_isa {
   void (*product)(uint32_t M, uint32_t N, uint32_t K, const float *A, size_t a_si, size_t a_sk,
                   const float *B, size_t ldb, float *C, size_t ldc, bool acc);
   float (*exp_sum)(float *x, uint32_t n, float sub);
-  float (*max)(const float *x, uint32_t n);
+  void (*softmax_rows)(float *S, uint32_t np, uint32_t nr, const uint32_t *lo, const uint32_t *hi,
+                       float scale, float *m, float *l, float *O, uint32_t ldo);
   void (*scale)(float *x, uint32_t n, float a);
   void (*grad_row)(float *s, float *dp, uint32_t n, float scale, float lse, float rowdot);
 } flash_isa;
@@ -59,27 +60,30 @@ typedef struct flash_isa {
 /* exp(x) to about 2 ulp, written so that compilers vectorise loops of it: 0
  * below -87.3 (and for -inf), NaN for NaN. x = n ln2 + r with |r| <= ln2/2
  * (ln2 in two parts), exp(r) by its Taylor series to r^6 (truncation below
- * 1.3e-7 relative), times 2^n built in the exponent bits. */
-static inline float flash_exp(float x) {
-  float xc = x > -87.3f ? x : -87.3f;
-  xc = xc < 88.7f ? xc : 88.7f;
-  const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-  float n = (xc * 1.44269504088896341f + shifter) - shifter;
-  float r = xc - n * 0.693145751953125f;
-  r = r - n * 1.42860682030941723212e-6f;
-  float p = 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
-  float two_n;
-  memcpy(&two_n, &bits, sizeof(two_n));
-  float y = p * two_n;
-  y = x > -87.3f ? y : 0.0f;
+ * 1.3e-7 relative), times 2^n built in the exponent bits. FMA(a, b, c) is
+ * a * b + c, fused where the instruction set has it. */
+#define FLASH_EXP_BODY(FMA)                                                                        \
+  float xc = x > -87.3f ? x : -87.3f;                                                              \
+  xc = xc < 88.7f ? xc : 88.7f;                                                                    \
+  const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */              \
+  float n = FMA(xc, 1.44269504088896341f, shifter) - shifter;                                      \
+  float r = FMA(n, -0.693145751953125f, xc);                                                       \
+  r = FMA(n, -1.42860682030941723212e-6f, r);                                                      \
+  float p = FMA(1.0f / 720.0f, r, 1.0f / 120.0f);                                                  \
+  p = FMA(p, r, 1.0f / 24.0f);                                                                     \
+  p = FMA(p, r, 1.0f / 6.0f);                                                                      \
+  p = FMA(p, r, 0.5f);                                                                             \
+  p = FMA(p, r, 1.0f);                                                                             \
+  p = FMA(p, r, 1.0f);                                                                             \
+  uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;                                              \
+  float two_n;                                                                                     \
+  memcpy(&two_n, &bits, sizeof(two_n));                                                            \
+  float y = x > -87.3f ? p * two_n : 0.0f;                                                         \
   return x == x ? y : x;
+
+#define FLASH_MULADD(a, b, c) ((a) * (b) + (c))
+static inline float flash_exp(float x) {
+  FLASH_EXP_BODY(FLASH_MULADD)
 }
 
 /* ---- the kernels, once per instruction set ---- */
@@ -92,6 +96,7 @@ static inline float flash_exp(float x) {
 #define FK_SET1(x) (x)
 #define FK_FMA(a, b, c) ((a) * (b) + (c))
 #define FK_ZERO() 0.0f
+#define FK_SFMA FLASH_MULADD
 #include "attention_flash_isa.h"
 
 #ifdef FLASH_X86
@@ -104,6 +109,7 @@ static inline float flash_exp(float x) {
 #define FK_SET1(x) _mm256_set1_ps(x)
 #define FK_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define FK_ZERO() _mm256_setzero_ps()
+#define FK_SFMA __builtin_fmaf
 #include "attention_flash_isa.h"
 
 #define FK_NAME(x) fk_avx512_##x
@@ -115,6 +121,7 @@ static inline float flash_exp(float x) {
 #define FK_SET1(x) _mm512_set1_ps(x)
 #define FK_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define FK_ZERO() _mm512_setzero_ps()
+#define FK_SFMA __builtin_fmaf
 #include "attention_flash_isa.h"
 #endif
 
@@ -322,6 +329,7 @@ static void forward_task(void *arg, uint32_t begin, uint32_t end, uint32_t worke
   float *O = Q + (size_t)BQ * D;                   /* [BQ][Dvp] */
   float *S = O + (size_t)BQ * Dvp;                 /* [BQ][T] */
   float *m = S + (size_t)BQ * T, *l = m + BQ;      /* [BQ] each */
+  uint32_t *rlo = (uint32_t *)(l + BQ), *rhi = rlo + BQ;
   for (uint32_t item = begin; item < end; item++) {
     /* the last blocks first: with a causal mask they have the most keys */
     const uint32_t bh = item / J->nqb, qb = J->nqb - 1 - item % J->nqb;
@@ -342,35 +350,23 @@ static void forward_task(void *arg, uint32_t begin, uint32_t end, uint32_t worke
       const uint32_t ka = c0 > kt ? (uint32_t)(c0 - kt) : 0;
       const uint32_t ke = c1 < kt + nk ? (uint32_t)(c1 - kt) : nk;
       isa->product(Mp, np, D, Q, D, 1, J->kt + ti * D * T, T, S, np, false);
+      const bool logits_done = J->mask || (p->flags & VKF_ATTN_SOFTCAP);
       for (uint32_t r = 0; r < nr; r++) {
-        float *x = S + (size_t)r * np;
         const int64_t i = i0 + r;
         int64_t lo, hi;
         vkf_attn_keys_of_rows(p, bi, i, i, &lo, &hi);
         lo = lo > kt ? lo - kt : 0;
         hi = hi < kt + nk ? hi - kt : nk;
-        if (hi <= lo) { /* nothing visible here: P = 0 */
-          memset(x, 0, np * sizeof(float));
-          continue;
-        }
-        const float *mrow =
-            J->mask ? J->mask + b * p->mask_sb + h * p->mask_sh + i * p->mask_si + kt : NULL;
-        logits_row(p, isa, x, (uint32_t)lo, (uint32_t)hi, mrow);
-        for (int64_t j = 0; j < lo; j++)
-          x[j] = -INFINITY;
-        for (uint32_t j = (uint32_t)hi; j < np; j++)
-          x[j] = -INFINITY;
-        const float mx = isa->max(x, np), mnew = mx > m[r] ? mx : m[r];
-        if (mnew == -INFINITY) { /* every key so far masked by -inf */
-          memset(x, 0, np * sizeof(float));
-          continue;
-        }
-        const float alpha = flash_exp(m[r] - mnew);
-        l[r] = l[r] * alpha + isa->exp_sum(x, np, mnew);
-        if (alpha != 1.0f)
-          isa->scale(O + (size_t)r * Dvp, Dvp, alpha);
-        m[r] = mnew;
+        if (hi < lo)
+          hi = lo;
+        rlo[r] = (uint32_t)lo;
+        rhi[r] = (uint32_t)hi;
+        if (logits_done && hi > lo)
+          logits_row(p, isa, S + (size_t)r * np, rlo[r], rhi[r],
+                     J->mask ? J->mask + b * p->mask_sb + h * p->mask_sh + i * p->mask_si + kt
+                             : NULL);
       }
+      isa->softmax_rows(S, np, nr, rlo, rhi, logits_done ? 1.0f : p->scale, m, l, O, Dvp);
       /* padding rows of S hold 0 . K = 0: their O rows are never written out */
       isa->product(Mp, Dvp, ke - ka, S + ka, np, 1, J->vr + ti * T * Dvp + (size_t)ka * Dvp, Dvp, O,
                    Dvp, true);
@@ -393,7 +389,7 @@ vkf_status vkf_cpu_attention_flash_forward(vkf_cpu *cpu, const vkf_op *op) {
   job_init(&J, op, (const int32_t *)vkf_cpu_f32(op, 6), vkf_cpu_f32(op, 5));
   void *raw, *tiles;
   vkf_status st =
-      scratch_alloc(cpu, &J, (size_t)BQ * (J.p->D + J.Dvp) + (size_t)BQ * J.T + 2 * BQ, &raw);
+      scratch_alloc(cpu, &J, (size_t)BQ * (J.p->D + J.Dvp) + (size_t)BQ * J.T + 4 * BQ, &raw);
   if (st != VKF_OK)
     return st;
   if ((st = tiles_pack(cpu, &J, &tiles)) == VKF_OK) {

@@ -4,6 +4,7 @@
  *   FK_TARGET     a function attribute (target("...")) or nothing
  *   FK_VW         floats per vector (1 for the portable build)
  *   FK_V, FK_LOAD(p), FK_STORE(p, v), FK_SET1(x), FK_FMA(a, b, c), FK_ZERO()
+ *   FK_SFMA(a, b, c) a * b + c on scalars (fused where the set has FMA)
  * and undefines them afterwards. Each instantiation fills a flash_isa (defined
  * in attention_flash.c) named FK_NAME(isa).
  *
@@ -68,11 +69,14 @@ FK_TARGET static void FK_NAME(product)(uint32_t M, uint32_t N, uint32_t K, const
   }
 }
 
+/* flash_exp with this instruction set's FMA (inlined into the loops below). */
+FK_TARGET static inline float FK_NAME(exp)(float x){FLASH_EXP_BODY(FK_SFMA)}
+
 /* x[j] = exp(x[j] - sub) for j < n (n % FK_VW == 0); returns the sum of the
  * results (per-lane partial sums added in a fixed order). */
 FK_TARGET static float FK_NAME(exp_sum)(float *x, uint32_t n, float sub) {
   for (uint32_t j = 0; j < n; j++)
-    x[j] = flash_exp(x[j] - sub);
+    x[j] = FK_NAME(exp)(x[j] - sub);
   float part[FK_VW];
   for (int l = 0; l < FK_VW; l++)
     part[l] = 0.0f;
@@ -85,18 +89,53 @@ FK_TARGET static float FK_NAME(exp_sum)(float *x, uint32_t n, float sub) {
   return s;
 }
 
-/* The largest of x[0..n) (n % FK_VW == 0), -inf for none; NaNs are skipped. */
-FK_TARGET static float FK_NAME(max)(const float *x, uint32_t n) {
-  float part[FK_VW];
-  for (int l = 0; l < FK_VW; l++)
-    part[l] = -INFINITY;
-  for (uint32_t j = 0; j < n; j += FK_VW)
-    for (int l = 0; l < FK_VW; l++)
-      part[l] = x[j + l] > part[l] ? x[j + l] : part[l];
-  float m = -INFINITY;
-  for (int l = 0; l < FK_VW; l++)
-    m = part[l] > m ? part[l] : m;
-  return m;
+/* The online softmax over a tile of scores S (rows r < nr, n columns, n %
+ * FK_VW == 0): row r sees the columns [lo[r], hi[r]) (none when equal),
+ * whose logits are S * scale. With m[r], l[r] the running maximum and sum
+ * of exponentials, the row becomes P = exp(logit - m_new) (0 where not
+ * visible), l = l * exp(m - m_new) + sum(P), and O's row (ldo floats) is
+ * multiplied by exp(m - m_new) when that is not 1. Partial maxima and sums
+ * per vector lane, combined in a fixed order. */
+FK_TARGET static void FK_NAME(softmax_rows)(float *S, uint32_t n, uint32_t nr, const uint32_t *lo,
+                                            const uint32_t *hi, float scale, float *m, float *l,
+                                            float *O, uint32_t ldo) {
+  for (uint32_t r = 0; r < nr; r++) {
+    float *x = S + (size_t)r * n;
+    const uint32_t a = lo[r], e = hi[r];
+    if (e <= a) { /* nothing visible here: P = 0 */
+      for (uint32_t j = 0; j < n; j++)
+        x[j] = 0.0f;
+      continue;
+    }
+    for (uint32_t j = 0; j < a; j++)
+      x[j] = -INFINITY;
+    for (uint32_t j = a; j < e; j++)
+      x[j] *= scale;
+    for (uint32_t j = e; j < n; j++)
+      x[j] = -INFINITY;
+    float part[FK_VW];
+    for (int q = 0; q < FK_VW; q++)
+      part[q] = -INFINITY;
+    for (uint32_t j = 0; j < n; j += FK_VW)
+      for (int q = 0; q < FK_VW; q++)
+        part[q] = x[j + q] > part[q] ? x[j + q] : part[q];
+    float mx = m[r];
+    for (int q = 0; q < FK_VW; q++)
+      mx = part[q] > mx ? part[q] : mx;
+    if (mx == -INFINITY) { /* every key so far masked by -inf */
+      for (uint32_t j = 0; j < n; j++)
+        x[j] = 0.0f;
+      continue;
+    }
+    const float alpha = FK_NAME(exp)(m[r] - mx);
+    l[r] = l[r] * alpha + FK_NAME(exp_sum)(x, n, mx);
+    m[r] = mx;
+    if (alpha != 1.0f) {
+      float *o = O + (size_t)r * ldo;
+      for (uint32_t c = 0; c < ldo; c++)
+        o[c] *= alpha;
+    }
+  }
 }
 
 /* x[j] *= a for j < n. */
@@ -110,14 +149,15 @@ FK_TARGET static void FK_NAME(scale)(float *x, uint32_t n, float a) {
 FK_TARGET static void FK_NAME(grad_row)(float *s, float *dp, uint32_t n, float scale, float lse,
                                         float rowdot) {
   for (uint32_t j = 0; j < n; j++) {
-    float p = flash_exp(s[j] * scale - lse);
+    float p = FK_NAME(exp)(FK_SFMA(s[j], scale, -lse));
     s[j] = p;
     dp[j] = p * (dp[j] - rowdot) * scale;
   }
 }
 
-static const flash_isa FK_NAME(isa) = {FK_VW,        FK_NAME(product), FK_NAME(exp_sum),
-                                       FK_NAME(max), FK_NAME(scale),   FK_NAME(grad_row)};
+static const flash_isa FK_NAME(isa) = {
+    FK_VW,          FK_NAME(product), FK_NAME(exp_sum), FK_NAME(softmax_rows),
+    FK_NAME(scale), FK_NAME(grad_row)};
 
 #undef FK_NAME
 #undef FK_TARGET
@@ -128,3 +168,4 @@ static const flash_isa FK_NAME(isa) = {FK_VW,        FK_NAME(product), FK_NAME(e
 #undef FK_SET1
 #undef FK_FMA
 #undef FK_ZERO
+#undef FK_SFMA
