@@ -712,6 +712,43 @@ static void test_flash_vulkan_vs_cpu(void **state) {
   assert_int_equal(failures, 0);
 }
 
+/* The GPU configuration (64 invocations of one row, staged rows in 32-bit
+ * words) on this device, through VKF_FLASH_VK_CONFIG=gpu: a few cases. */
+static void test_flash_vulkan_gpu_config_vs_cpu(void **state) {
+  (void)state;
+  setenv("VKF_FLASH_VK_CONFIG", "gpu", 1);
+  vkf_context *vk = vkft_vulkan();
+  vkf_context *cpu = vkft_cpu();
+  static const size_t picks[] = {0, 3, 4, 6, 12, 13, 15, 21, 22, 24};
+  size_t failures = 0;
+  for (size_t pi = 0; pi < VKFT_ARRAY_LEN(picks); pi++) {
+    const size_t ci = picks[pi];
+    const acase *c = &vk_cases[ci];
+    inputs in;
+    inputs_make(c, 1200 + ci, &in);
+    result rv = {0}, rc = {0};
+    run_case(vk, c, &in, FLASH, 1, NULL, &rv);
+    run_case(cpu, c, &in, FLASH, 1, NULL, &rc);
+    char what[256];
+    case_name(c, ci, what, sizeof(what));
+    size_t bad = compare_f("out gpu-config/cpu", rv.out, rc.out, in.no, FWD_ATOL, FWD_RTOL);
+    bad += compare_f("lse gpu-config/cpu", rv.lse, rc.lse, in.nl, LSE_ATOL, LSE_RTOL);
+    bad += compare_f("dq gpu-config/cpu", rv.dq, rc.dq, in.nq, BWD_ATOL, BWD_RTOL);
+    bad += compare_f("dk gpu-config/cpu", rv.dk, rc.dk, in.nk, BWD_ATOL, BWD_RTOL);
+    bad += compare_f("dv gpu-config/cpu", rv.dv, rc.dv, in.nv, BWD_ATOL, BWD_RTOL);
+    if (bad)
+      fprintf(stderr, "  ^ %s (GPU configuration)\n", what);
+    failures += bad;
+    result_free(&rv);
+    result_free(&rc);
+    inputs_free(&in);
+  }
+  vkft_destroy(cpu);
+  vkft_destroy(vk);
+  unsetenv("VKF_FLASH_VK_CONFIG");
+  assert_int_equal(failures, 0);
+}
+
 /* ------------------------------------------------------------------------ */
 /* 3. Sliding windows touch only the window                                 */
 /* ------------------------------------------------------------------------ */
@@ -1071,6 +1108,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_flash_equals_standard_cpu),
       cmocka_unit_test(test_flash_cpu_thread_independence),
       cmocka_unit_test(test_flash_vulkan_vs_cpu),
+      cmocka_unit_test(test_flash_vulkan_gpu_config_vs_cpu),
       cmocka_unit_test(test_flash_window_reads_only_the_window),
       cmocka_unit_test(test_flash_accumulation),
       cmocka_unit_test(test_flash_errors),

@@ -11,17 +11,22 @@
  * one SIMD loop of 8 invocations and every invocation keeps R rows (so each
  * broadcast read of a staged key feeds R rows: its shared-memory reads are
  * executed lane by lane and cost as much as dozens of FMAs), R chosen so the
- * unrolled kernel stays a size LLVM compiles in seconds (R * (D + Dv) up to
- * 1024, 512 for dk/dv, which keeps four such arrays: at D = 64 the three
- * kernels compile in about 25 s of CPU time, once, and Mesa caches them on
- * disk; 128 for problems under 2^20 (query, key) pairs, whose kernels then
- * compile in well under a second); on GPUs 64 invocations of one row each. The staged tile is as
+ * unrolled kernel stays a size LLVM compiles in seconds: R * (D + Dv) up to
+ * 2048 for the forward (two such register arrays), 1024 for dq (three), 512
+ * for dk/dv (four). At D = 64 that is R = 16, 8, 4 and the three kernels
+ * compile in about 40 s of CPU time, once (Mesa caches them on disk); each
+ * halving of R costs about a quarter more time per step. Problems under
+ * 2^20 (query, key) pairs get 128, kernels that compile in well under a
+ * second. On GPUs: 64 invocations of one row each. The staged tile is as
  * many keys (query rows for dk/dv) as the device's shared memory holds, at most 64. With
  * shaderInt64 the staged rows are packed two floats per 64-bit word
- * (the *_p64 kernels): half the shared-memory reads. Operand order: see
+ * (the *_p64 kernels): half the shared-memory reads. The environment
+ * variable VKF_FLASH_VK_CONFIG=gpu selects the GPU sizes and the 32-bit
+ * staging on any device, for testing them on lavapipe. Operand order: see
  * backend/cpu/attention_flash.c. */
 #include "vk.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* The largest push block: eight addresses and the packed params. */
@@ -57,15 +62,22 @@ static vkf_status config(vkf_vk *vk, const vkf_op *op, bool dkv, flash_cfg *c) {
                     "%s: %u query heads; the Vulkan flash kernels take at most 65535", name, p->Hq);
   c->dp = round_up(p->D, 8);
   c->dvp = round_up(p->Dv, 8);
-  c->p64 = vk->caps.int64;
-  if (vkf_vk_is_cpu_device(vk)) {
+  /* VKF_FLASH_VK_CONFIG=gpu: the GPU sizes and 32-bit staging on any device
+   * (so that lavapipe tests them too) */
+  const char *force = getenv("VKF_FLASH_VK_CONFIG");
+  const bool gpu = (force && strcmp(force, "gpu") == 0) || !vkf_vk_is_cpu_device(vk);
+  c->p64 = vk->caps.int64 && !(force && strcmp(force, "gpu") == 0);
+  if (!gpu) {
     /* Rows (keys) per invocation: as many as keep the unrolled kernel within
      * `units` row-elements; large problems get the fast kernels (the first
      * use of each compiles for a few seconds), small ones kernels that
      * compile in a fraction of that. */
     double keys = p->window && p->window < p->Tk ? p->window : p->Tk;
     bool big = (double)p->B * p->Hq * p->Tq * keys >= (double)(1 << 20);
-    uint32_t units = !big ? 128 : op->kind == VKF_OP_ATTENTION_FLASH_BACKWARD_DKV ? 512 : 1024;
+    uint32_t units = !big                                             ? 128
+                     : op->kind == VKF_OP_ATTENTION_FLASH_FORWARD     ? 2048
+                     : op->kind == VKF_OP_ATTENTION_FLASH_BACKWARD_DQ ? 1024
+                                                                      : 512;
     uint32_t r = units / (c->dp + c->dvp);
     c->wg = 8;
     c->r = floor_pow2(r < 1 ? 1 : r > 16 ? 16 : r);
