@@ -183,7 +183,10 @@ void main() {
   const vkf_attention_params p = unpack_params();
   const uint tid = gl_LocalInvocationID.x;
   const uint bh = gl_WorkGroupID.z + p.bh0, b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hkv);
-  const uint row0 = gl_WorkGroupID.x * WG * R, nrows = min(WG * R, p.Tq - row0);
+  // the last rows first: with a causal mask they see the most keys, and
+  // starting them first balances the devices that take workgroups in order
+  const uint row0 = (gl_NumWorkGroups.x - 1 - gl_WorkGroupID.x) * WG * R;
+  const uint nrows = min(WG * R, p.Tq - row0);
   const bool qb = (p.flags & VKF_ATTN_Q_BHTD) != 0, kb = (p.flags & VKF_ATTN_KV_BHTD) != 0;
   int kv_len = int(p.Tk);
 #if defined(FLASH_FWD)

@@ -50,7 +50,6 @@ typedef struct flash_isa {
   uint32_t vw; /* floats per vector */
   void (*product)(uint32_t M, uint32_t N, uint32_t K, const float *A, size_t a_si, size_t a_sk,
                   const float *B, size_t ldb, float *C, size_t ldc, bool acc);
-  float (*exp_sum)(float *x, uint32_t n, float sub);
   void (*softmax_rows)(float *S, uint32_t np, uint32_t nr, const uint32_t *lo, const uint32_t *hi,
                        float scale, float *m, float *l, float *O, uint32_t ldo);
   void (*scale)(float *x, uint32_t n, float a);
