@@ -185,7 +185,7 @@ static int run(const options *o, int variant, int64_t T, int64_t D) {
   vkf_device_info info;
   CHECK(vkf_context_device(ctx, &info));
   double fl = pairs_of(o, T, windowed) * (double)o->B * (double)o->H * (double)D;
-  printf("%-10s %-9s %6lld %4lld %10.2f %9.2f", info.backend == VKF_BACKEND_CPU ? "cpu" : "vulkan",
+  printf("%-10s %-11s %6lld %4lld %10.2f %9.2f", info.backend == VKF_BACKEND_CPU ? "cpu" : "vulkan",
          variant_names[variant], (long long)T, (long long)D, best_f * 1e3, 4 * fl / best_f * 1e-9);
   if (o->forward_only)
     printf(" %10s %9s", "-", "-");
@@ -258,8 +258,8 @@ int main(int argc, char **argv) {
   printf("B %lld, Hq %lld, Hkv %lld, %s, window %lld (sliding), best of %d\n", (long long)o.B,
          (long long)o.H, (long long)o.Hkv, o.causal ? "causal" : "full", (long long)o.window,
          o.iters);
-  printf("%-10s %-9s %6s %4s %10s %9s %10s %9s %10s %8s\n", "device", "variant", "T", "D", "fwd ms",
-         "GFLOP/s", "f+b ms", "GFLOP/s", "peak MiB", "cpu s");
+  printf("%-10s %-11s %6s %4s %10s %9s %10s %9s %10s %8s\n", "device", "variant", "T", "D",
+         "fwd ms", "GFLOP/s", "f+b ms", "GFLOP/s", "peak MiB", "cpu s");
   for (int di = 0; di < o.nD; di++)
     for (int ti = 0; ti < o.nT; ti++)
       for (int v = 0; v < 4; v++) {
