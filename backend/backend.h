@@ -94,6 +94,10 @@ bool vkf_contains_nocase(const char *haystack, const char *needle);
   X(LINEAR_ATTENTION_BACKWARD_Q, "linear_attention_backward_q")                                    \
   X(LINEAR_ATTENTION_BACKWARD_KV, "linear_attention_backward_kv")                                  \
   X(LINEAR_ATTENTION_DECODE, "linear_attention_decode")                                            \
+  X(ATTENTION_FLASH_FORWARD, "attention_flash_forward")                                            \
+  X(ATTENTION_FLASH_BACKWARD_PRE, "attention_flash_backward_pre")                                  \
+  X(ATTENTION_FLASH_BACKWARD_DKV, "attention_flash_backward_dkv")                                  \
+  X(ATTENTION_FLASH_BACKWARD_DQ, "attention_flash_backward_dq")                                    \
   /* ---- xent ---- */                                                                             \
   X(CROSS_ENTROPY, "cross_entropy")                                                                \
   X(CROSS_ENTROPY_BACKWARD, "cross_entropy_backward")                                              \

@@ -1,8 +1,15 @@
 /* Attention: argument checks and the ops behind vkf_attention_forward/backward.
  *
- * The forward is one backend op (attention_forward). The backward is three:
- * attention_backward_ds (dS = the gradient of the logits' pre-softmax input,
- * into the workspace), attention_backward_dq and attention_backward_dkv. */
+ * Standard variant: the forward is one backend op (attention_forward). The
+ * backward is three: attention_backward_ds (dS = the gradient of the logits'
+ * pre-softmax input, into the workspace), attention_backward_dq and
+ * attention_backward_dkv.
+ *
+ * Flash variant: attention_flash_forward (out and the row log-sum-exp); the
+ * backward is attention_flash_backward_pre (the workspace: lse copied,
+ * D = rowsum(dout * out), kv_lens copied, so that the next two ops need at
+ * most eight operands), attention_flash_backward_dkv and
+ * attention_flash_backward_dq. */
 #include "context.h"
 
 #include <math.h>
@@ -15,6 +22,8 @@ typedef struct attn_args {
   vkf_tensor_slot *q, *k, *v, *mask, *kvl, *logits;
   vkf_attention_params p;
   uint64_t n_scores; /* B * Hq * Tq * Tk */
+  uint64_t n_rows;   /* B * Hq * Tq */
+  bool flash;
 } attn_args;
 
 static const vkf_attention_desc default_desc;
@@ -57,9 +66,10 @@ static bool overlaps_any(size_t self, vkf_tensor_slot *const *list, size_t n) {
 static vkf_status check_inputs(vkf_context *ctx, const char *fn, vkf_tensor q, vkf_tensor k,
                                vkf_tensor v, const vkf_attention_desc *d, attn_args *a) {
   memset(a, 0, sizeof(*a));
-  if (d->variant != VKF_ATTENTION_STANDARD)
+  if (d->variant != VKF_ATTENTION_STANDARD && d->variant != VKF_ATTENTION_FLASH)
     return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT, "%s: unknown variant %d", fn,
                     (int)d->variant);
+  a->flash = d->variant == VKF_ATTENTION_FLASH;
   const uint32_t known = VKF_ATTENTION_CAUSAL | VKF_ATTENTION_Q_BHTD | VKF_ATTENTION_KV_BHTD;
   if (d->flags & ~known)
     return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT, "%s: unknown flags 0x%x", fn,
@@ -107,11 +117,18 @@ static vkf_status check_inputs(vkf_context *ctx, const char *fn, vkf_tensor q, v
                     "%s: sequence lengths %lld and %lld; at most 2^28 supported", fn, (long long)Tq,
                     (long long)Tk);
   uint64_t n = (uint64_t)B * (uint64_t)Hq * (uint64_t)Tq * (uint64_t)Tk;
-  if (n > UINT32_MAX)
+  if (!a->flash && n > UINT32_MAX)
     return vkf_fail(&ctx->env, VKF_ERROR_SHAPE_MISMATCH,
-                    "%s: B*Hq*Tq*Tk = %llu scores, more than the 2^32-1 a tensor holds", fn,
-                    (unsigned long long)n);
+                    "%s: B*Hq*Tq*Tk = %llu scores, more than the 2^32-1 a tensor holds "
+                    "(the flash variant has no such limit)",
+                    fn, (unsigned long long)n);
   a->n_scores = n;
+  a->n_rows = (uint64_t)B * (uint64_t)Hq * (uint64_t)Tq;
+  if (a->flash && 2 * a->n_rows + (uint64_t)B > UINT32_MAX)
+    return vkf_fail(&ctx->env, VKF_ERROR_SHAPE_MISMATCH,
+                    "%s: B*Hq*Tq = %llu rows; the flash backward's workspace (2 per row) would "
+                    "exceed the 2^32-1 elements a tensor holds",
+                    fn, (unsigned long long)a->n_rows);
 
   vkf_attention_params *p = &a->p;
   p->B = (uint32_t)B;
@@ -196,7 +213,26 @@ static vkf_status scores_fail(vkf_context *ctx, const char *fn, const char *name
   return shape_fail(ctx, fn, name, s, want);
 }
 
+/* saved (flash variant): [B, Hq, Tq]. */
+static bool lse_shape(const vkf_tensor_slot *s, const vkf_attention_params *p) {
+  return s->ndim == 3 && s->shape[0] == p->B && s->shape[1] == p->Hq && s->shape[2] == p->Tq;
+}
+
+static vkf_status saved_check(vkf_context *ctx, const char *fn, const vkf_tensor_slot *s,
+                              const attn_args *a) {
+  if (!a->flash)
+    return scores_shape(s, &a->p) ? VKF_OK : scores_fail(ctx, fn, "saved", s, &a->p);
+  if (lse_shape(s, &a->p))
+    return VKF_OK;
+  char want[96];
+  snprintf(want, sizeof(want), "[B, Hq, Tq] = [%u, %u, %u] (flash variant)", a->p.B, a->p.Hq,
+           a->p.Tq);
+  return shape_fail(ctx, fn, "saved", s, want);
+}
+
 static uint64_t workspace_elements(const attn_args *a) {
+  if (a->flash)
+    return 2 * a->n_rows + a->p.B;
   return a->n_scores * ((a->p.flags & VKF_ATTN_SOFTCAP) ? 2u : 1u);
 }
 
@@ -212,11 +248,12 @@ vkf_status vkf_attention_sizes_get(vkf_context *ctx, vkf_tensor q, vkf_tensor k,
   if (st != VKF_OK)
     return st;
   memset(out, 0, sizeof(*out));
-  out->saved_ndim = 4;
+  out->saved_ndim = a.flash ? 3 : 4;
   out->saved_shape[0] = a.p.B;
   out->saved_shape[1] = a.p.Hq;
   out->saved_shape[2] = a.p.Tq;
-  out->saved_shape[3] = a.p.Tk;
+  if (!a.flash)
+    out->saved_shape[3] = a.p.Tk;
   out->workspace_elements = workspace_elements(&a);
   return VKF_OK;
 }
@@ -244,9 +281,14 @@ vkf_status vkf_attention_forward(vkf_context *ctx, vkf_tensor out, vkf_tensor sa
              qb ? p->Hq : p->Tq, qb ? p->Tq : p->Hq, p->Dv);
     return shape_fail(ctx, fn, "out", so, want);
   }
-  if (!scores_shape(sp, p))
-    return scores_fail(ctx, fn, "saved", sp, p);
+  if ((st = saved_check(ctx, fn, sp, &a)) != VKF_OK)
+    return st;
   if (d->logits.id) {
+    if (a.flash)
+      return vkf_fail(&ctx->env, VKF_ERROR_UNSUPPORTED,
+                      "%s: the flash variant never forms the logits; use the standard variant "
+                      "to read them",
+                      fn);
     if (!(a.logits = vkf_f32_operand(ctx, d->logits, fn, "logits")))
       return ctx->env.error_status;
     if (!scores_shape(a.logits, p))
@@ -262,6 +304,21 @@ vkf_status vkf_attention_forward(vkf_context *ctx, vkf_tensor out, vkf_tensor sa
   if (a.logits)
     a.p.flags |= VKF_ATTN_LOGITS;
 
+  if (a.flash) {
+    vkf_op op = {
+        .kind = VKF_OP_ATTENTION_FLASH_FORWARD, .n_tensors = 7, .writes = 0x3, .reads = 0x7c};
+    op.t[0] = vkf_slot_tref(so);
+    op.t[1] = vkf_slot_tref(sp);
+    op.t[2] = vkf_slot_tref(a.q);
+    op.t[3] = vkf_slot_tref(a.k);
+    op.t[4] = vkf_slot_tref(a.v);
+    if (a.mask)
+      op.t[5] = vkf_slot_tref(a.mask);
+    if (a.kvl)
+      op.t[6] = vkf_slot_tref(a.kvl);
+    op.p.attention = a.p;
+    return vkf_ctx_run(ctx, &op);
+  }
   vkf_op op = {.kind = VKF_OP_ATTENTION_FORWARD, .n_tensors = 8, .writes = 0x83, .reads = 0x7c};
   op.t[0] = vkf_slot_tref(so);
   op.t[1] = vkf_slot_tref(sp);
@@ -276,6 +333,55 @@ vkf_status vkf_attention_forward(vkf_context *ctx, vkf_tensor out, vkf_tensor sa
     op.t[7] = vkf_slot_tref(a.logits);
   op.p.attention = a.p;
   return vkf_ctx_run(ctx, &op);
+}
+
+/* The flash backward's three ops; workspace = [lse | D | kv_lens] (see the
+ * file comment). */
+static vkf_status flash_backward(vkf_context *ctx, vkf_tensor_slot *dq, vkf_tensor_slot *dk,
+                                 vkf_tensor_slot *dv, vkf_tensor_slot *dout, vkf_tensor_slot *out,
+                                 vkf_tensor_slot *lse, vkf_tensor_slot *ws, const attn_args *a) {
+  vkf_tref w = vkf_slot_tref(ws);
+  w.bytes = workspace_elements(a) * sizeof(float);
+  vkf_op op = {
+      .kind = VKF_OP_ATTENTION_FLASH_BACKWARD_PRE, .n_tensors = 5, .writes = 0x1, .reads = 0x1e};
+  op.t[0] = w;
+  op.t[1] = vkf_slot_tref(dout);
+  op.t[2] = vkf_slot_tref(out);
+  op.t[3] = vkf_slot_tref(lse);
+  if (a->kvl)
+    op.t[4] = vkf_slot_tref(a->kvl);
+  op.p.attention = a->p;
+  vkf_status st = vkf_ctx_run(ctx, &op);
+  if (st == VKF_OK) { /* dk += dS^T . q, dv += P^T . dout */
+    op = (vkf_op){
+        .kind = VKF_OP_ATTENTION_FLASH_BACKWARD_DKV, .n_tensors = 8, .writes = 0x3, .reads = 0xff};
+    op.t[0] = vkf_slot_tref(dk);
+    op.t[1] = vkf_slot_tref(dv);
+    op.t[2] = vkf_slot_tref(a->q);
+    op.t[3] = vkf_slot_tref(a->k);
+    op.t[4] = vkf_slot_tref(a->v);
+    op.t[5] = vkf_slot_tref(dout);
+    op.t[6] = w;
+    if (a->mask)
+      op.t[7] = vkf_slot_tref(a->mask);
+    op.p.attention = a->p;
+    st = vkf_ctx_run(ctx, &op);
+  }
+  if (st == VKF_OK) { /* dq += dS . k */
+    op = (vkf_op){
+        .kind = VKF_OP_ATTENTION_FLASH_BACKWARD_DQ, .n_tensors = 7, .writes = 0x1, .reads = 0x7f};
+    op.t[0] = vkf_slot_tref(dq);
+    op.t[1] = vkf_slot_tref(a->q);
+    op.t[2] = vkf_slot_tref(a->k);
+    op.t[3] = vkf_slot_tref(a->v);
+    op.t[4] = vkf_slot_tref(dout);
+    op.t[5] = w;
+    if (a->mask)
+      op.t[6] = vkf_slot_tref(a->mask);
+    op.p.attention = a->p;
+    st = vkf_ctx_run(ctx, &op);
+  }
+  return st;
 }
 
 vkf_status vkf_attention_backward(vkf_context *ctx, vkf_tensor dq, vkf_tensor dk, vkf_tensor dv,
@@ -312,8 +418,19 @@ vkf_status vkf_attention_backward(vkf_context *ctx, vkf_tensor dq, vkf_tensor dk
              qb ? p->Hq : p->Tq, qb ? p->Tq : p->Hq, p->Dv);
     return shape_fail(ctx, fn, "dout", sdo, want);
   }
-  if (!scores_shape(sp, p))
-    return scores_fail(ctx, fn, "saved", sp, p);
+  if ((st = saved_check(ctx, fn, sp, &a)) != VKF_OK)
+    return st;
+  vkf_tensor_slot *sout = NULL;
+  if (a.flash) {
+    if (!d->out.id)
+      return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
+                      "%s: the flash variant's backward needs desc->out (the forward's output)",
+                      fn);
+    if (!(sout = vkf_f32_operand(ctx, d->out, fn, "desc->out")))
+      return ctx->env.error_status;
+    if (!vkf_same_shape(sout, sdo))
+      return vkf_shape_error(ctx, fn, "desc->out must have dout's shape", sout, sdo);
+  }
   uint64_t need = workspace_elements(&a);
   vkf_tensor_slot *sws = vkf_f32_operand(ctx, workspace, fn, "workspace");
   if (!sws)
@@ -322,13 +439,15 @@ vkf_status vkf_attention_backward(vkf_context *ctx, vkf_tensor dq, vkf_tensor dk
     return vkf_fail(&ctx->env, VKF_ERROR_BUFFER_TOO_SMALL,
                     "%s: workspace has %llu elements; %llu needed (vkf_attention_sizes_get)", fn,
                     (unsigned long long)sws->elements, (unsigned long long)need);
-  vkf_tensor_slot *all[] = {sdq, sdk, sdv, sws, sdo, a.q, a.k, a.v, sp, a.mask, a.kvl};
+  vkf_tensor_slot *all[] = {sdq, sdk, sdv, sws, sdo, a.q, a.k, a.v, sp, a.mask, a.kvl, sout};
   for (int i = 0; i < 4; i++)
     if (overlaps_any((size_t)i, all, VKF_ARRAY_LEN(all)))
       return vkf_fail(&ctx->env, VKF_ERROR_INVALID_ARGUMENT,
                       "%s: dq, dk, dv and workspace must not share memory with each other or "
-                      "with dout, q, k, v, saved, mask, kv_lens",
+                      "with dout, q, k, v, saved, mask, kv_lens, desc->out",
                       fn);
+  if (a.flash)
+    return flash_backward(ctx, sdq, sdk, sdv, sdo, sout, sp, sws, &a);
 
   vkf_tref ws = vkf_slot_tref(sws), ws_ds = ws, ws_g = {0};
   ws_ds.bytes = a.n_scores * sizeof(float);

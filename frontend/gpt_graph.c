@@ -49,8 +49,12 @@ vkf_status vkf_gpt_build(vkf_graph *g, const vkf_gpt_config *c, uint32_t B, uint
       q4 = vkf_g_rope(g, q4, c->rope_theta);
       k4 = vkf_g_rope(g, k4, c->rope_theta);
     }
+    /* flash and sliding-window attention run the flash kernels: memory O(T),
+     * and O(T * window) work for the window; linear attention O(T) time */
     vkf_node a4 = c->attention == VKF_ATTN_LINEAR ? vkf_g_linear_attention(g, q4, k4, v4, 0)
-                                                  : vkf_g_attention(g, q4, k4, v4, window);
+                  : c->attention == VKF_ATTN_FLASH || c->attention == VKF_ATTN_SLIDING
+                      ? vkf_g_attention_flash(g, q4, k4, v4, window)
+                      : vkf_g_attention(g, q4, k4, v4, window);
     int64_t sa[2] = {N, Q};
     vkf_node a = vkf_g_reshape(g, a4, 2, sa);
     x = vkf_g_add(g, x, vkf_g_linear(g, a, l->o_w, l->o_b, !hf));

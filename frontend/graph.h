@@ -224,6 +224,10 @@ vkf_node vkf_g_linear_attention_state(vkf_graph *g, vkf_node q, vkf_node k, vkf_
  * with k, v [B, T, Hkv, D], scale 1/sqrt(D); window > 0: sliding window.
  * Result [B, T, Hq, D]. */
 vkf_node vkf_g_attention(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v, uint32_t window);
+/* The same with the flash variant: tiles and an online softmax, saving only
+ * the row log-sum-exp [B, Hq, T] (memory O(T), and O(T * window) work with a
+ * window); the backward recomputes the scores. */
+vkf_node vkf_g_attention_flash(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v, uint32_t window);
 /* Mean cross-entropy of logits [rows, V] against i32 targets [rows]: a
  * 1-element loss. Targets must lie in [0, V) (the caller checks). */
 vkf_node vkf_g_cross_entropy(vkf_graph *g, vkf_node logits, vkf_node targets);

@@ -840,3 +840,98 @@ vkf_node vkf_g_attention(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v, uint3
   vkf_g_tape(g, &t);
   return out;
 }
+
+/* Flash variant: saves the row log-sum-exp; the backward recomputes the
+ * scores tile by tile (see frontend/attention.c for the three ops). */
+static void attention_flash_backward(vkf_graph *g, const vkf_tape *t) {
+  vkf_node q = t->in[0], k = t->in[1], v = t->in[2], out = t->out[0], lse = t->out[1];
+  vkf_node dout = vkf_g_grad_if(g, out);
+  const vkf_attention_params *p = &t->p.attention;
+  bool gq = needs_grad(g, q), gk = needs_grad(g, k), gv = needs_grad(g, v);
+  if (!dout || (!gq && !gk && !gv))
+    return;
+  if (gk != gv) {
+    vkf_graph_fail(g, VKF_ERROR_UNSUPPORTED, "attention backward needs both dk and dv");
+    return;
+  }
+  int64_t n_ws = 2 * (int64_t)p->B * p->Hq * p->Tq + p->B;
+  vkf_node ws = vkf_g_act(g, "attention.flash_ws", VKF_DTYPE_F32, 1, &n_ws);
+  vkf_gstep s = {.kind = VKF_OP_ATTENTION_FLASH_BACKWARD_PRE, .n = 5, .writes = 1, .reads = 0xe};
+  s.t[0].node = ws;
+  s.t[1].node = dout;
+  s.t[2].node = out;
+  s.t[3].node = lse;
+  s.p.attention = *p;
+  vkf_g_step(g, &s);
+  if (gk) { /* dk += dS^T . q, dv += P^T . dout */
+    vkf_gstep d = {.kind = VKF_OP_ATTENTION_FLASH_BACKWARD_DKV, .n = 8, .writes = 3, .reads = 0x7f};
+    d.t[0].node = vkf_g_grad(g, k);
+    d.t[1].node = vkf_g_grad(g, v);
+    d.t[2].node = q;
+    d.t[3].node = k;
+    d.t[4].node = v;
+    d.t[5].node = dout;
+    d.t[6].node = ws;
+    d.p.attention = *p;
+    vkf_g_step(g, &d);
+  }
+  if (gq) { /* dq += dS . k */
+    vkf_gstep d = {.kind = VKF_OP_ATTENTION_FLASH_BACKWARD_DQ, .n = 7, .writes = 1, .reads = 0x3f};
+    d.t[0].node = vkf_g_grad(g, q);
+    d.t[1].node = q;
+    d.t[2].node = k;
+    d.t[3].node = v;
+    d.t[4].node = dout;
+    d.t[5].node = ws;
+    d.p.attention = *p;
+    vkf_g_step(g, &d);
+  }
+}
+
+vkf_node vkf_g_attention_flash(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v, uint32_t window) {
+  if (!ok(g, q) || !ok(g, k) || !ok(g, v))
+    return VKF_NODE_NONE;
+  vkf_gnode *nq = N(g, q), *nk = N(g, k), *nv = N(g, v);
+  if (nq->ndim != 4 || nk->ndim != 4 || nv->ndim != 4 || nk->shape[0] != nq->shape[0] ||
+      nk->shape[1] != nq->shape[1] || nk->shape[3] != nq->shape[3] ||
+      nv->shape[0] != nk->shape[0] || nv->shape[1] != nk->shape[1] ||
+      nv->shape[2] != nk->shape[2] || nq->shape[2] % nk->shape[2])
+    return vkf_graph_fail(g, VKF_ERROR_SHAPE_MISMATCH, "attention: q %s, k %s, v %s", nq->name,
+                          nk->name, nv->name),
+           VKF_NODE_NONE;
+  uint32_t B = (uint32_t)nq->shape[0], T = (uint32_t)nq->shape[1], Hq = (uint32_t)nq->shape[2],
+           Hkv = (uint32_t)nk->shape[2], D = (uint32_t)nq->shape[3], Dv = (uint32_t)nv->shape[3];
+  if (2 * (uint64_t)B * Hq * T + B > UINT32_MAX)
+    return vkf_graph_fail(g, VKF_ERROR_UNSUPPORTED,
+                          "attention: %u x %u x %u rows exceed the flash workspace's 2^32-1 "
+                          "elements",
+                          B, Hq, T),
+           VKF_NODE_NONE;
+  int64_t oshape[4] = {B, T, Hq, Dv}, lshape[3] = {B, Hq, T};
+  vkf_node out = act_like(g, q, "attention", 4, oshape);
+  vkf_node lse = act_like(g, q, "attention.lse", 3, lshape);
+  if (!out || !lse)
+    return VKF_NODE_NONE;
+  vkf_gstep s = {.kind = VKF_OP_ATTENTION_FLASH_FORWARD, .n = 7, .writes = 3, .reads = 0x1c};
+  s.t[0].node = out;
+  s.t[1].node = lse;
+  s.t[2].node = q;
+  s.t[3].node = k;
+  s.t[4].node = v;
+  s.p.attention = (vkf_attention_params){.B = B,
+                                         .Tq = T,
+                                         .Tk = T,
+                                         .Hq = Hq,
+                                         .Hkv = Hkv,
+                                         .D = D,
+                                         .Dv = Dv,
+                                         .flags = VKF_ATTN_CAUSAL,
+                                         .scale = (float)(1.0 / sqrt((double)D)),
+                                         .window = window,
+                                         .q_pos0 = 0};
+  vkf_g_step(g, &s);
+  vkf_tape t = {.backward = attention_flash_backward, .in = {q, k, v}, .out = {out, lse}};
+  t.p.attention = s.p.attention;
+  vkf_g_tape(g, &t);
+  return out;
+}

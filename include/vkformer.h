@@ -516,12 +516,14 @@ VKF_API vkf_status vkf_rope_backward(vkf_context *ctx, vkf_tensor dx, vkf_tensor
  * Shapes (default layout, the natural output of the Q/K/V projections):
  *   q, dq     [B, Tq, Hq, D]      k, dk  [B, Tk, Hkv, D]
  *   out, dout [B, Tq, Hq, Dv]     v, dv  [B, Tk, Hkv, Dv]
- *   saved (standard variant: the probabilities P) [B, Hq, Tq, Tk]
+ *   saved     standard variant: the probabilities P [B, Hq, Tq, Tk]
+ *             flash variant: the row log-sum-exp [B, Hq, Tq]
  * With VKF_ATTENTION_Q_BHTD, q/out/dout/dq are [B, Hq, Tq, .] instead; with
  * VKF_ATTENTION_KV_BHTD, k/v/dk/dv are [B, Hkv, Tk, .] (the ONNX 4-D layout).
  * Hq must be a multiple of Hkv: query head h reads kv head h / (Hq / Hkv)
  * (MQA: Hkv = 1; MHA: Hkv = Hq). Tq and Tk may differ (cross-attention,
- * decoding with a KV cache); Tq, Tk <= 2^28 and B * Hq * Tq * Tk <= 2^32 - 1.
+ * decoding with a KV cache); Tq, Tk <= 2^28 and (standard variant)
+ * B * Hq * Tq * Tk <= 2^32 - 1.
  * q, k, v from one fused projection [B, T, (Hq + 2 Hkv) * D] are not
  * supported (tensors are contiguous); project with views of the weight's
  * q, k, v row ranges instead (three matmuls).
@@ -572,6 +574,18 @@ typedef enum vkf_attention_variant {
   /* Scores materialised: memory O(B * Hq * Tq * Tk) for saved (and the
    * backward's workspace). */
   VKF_ATTENTION_STANDARD = 0,
+  /* FlashAttention-style tiles with an online softmax: the Tq x Tk scores
+   * never exist in memory, forward or backward. saved is the row
+   * log-sum-exp lse[b, h, i] = log(sum_j exp(logit[j])) (-inf for a row
+   * with no visible key), [B, Hq, Tq]. The backward recomputes the scores
+   * tile by tile (FlashAttention-2: D = rowsum(dout * out), then a pass over
+   * key blocks for dk and dv and one over query blocks for dq; no atomics)
+   * and needs the forward's output as desc.out. Workspace:
+   * 2 * B * Hq * Tq + B elements. Work and memory follow the visible keys:
+   * with a window, O(Tq * window) time and O(Tq + Tk) memory. Not
+   * supported: desc.logits (VKF_ERROR_UNSUPPORTED); on Vulkan, head sizes
+   * D, Dv above 256 or Hq above 65535 (VKF_ERROR_UNSUPPORTED). */
+  VKF_ATTENTION_FLASH = 1,
 } vkf_attention_variant;
 
 enum vkf_attention_flags {
@@ -602,36 +616,46 @@ typedef struct vkf_attention_desc {
   vkf_tensor mask;
   vkf_tensor kv_lens; /* i32 [B]: keys j >= kv_lens[b] are masked */
   /* Forward only: f32 [B, Hq, Tq, Tk] receives the logits (scaled, softcapped,
-   * masked: -inf where not visible), the input of the softmax. */
+   * masked: -inf where not visible), the input of the softmax. Standard
+   * variant only. */
   vkf_tensor logits;
+  /* Flash variant, backward only (required there): the forward's output
+   * (out's shape and layout), for D = rowsum(dout * out). Ignored by the
+   * forward and by the standard variant. */
+  vkf_tensor out;
 } vkf_attention_desc;
 
 typedef struct vkf_attention_sizes {
-  uint32_t saved_ndim;               /* 4 */
-  int64_t saved_shape[VKF_MAX_DIMS]; /* standard: [B, Hq, Tq, Tk] */
+  uint32_t saved_ndim;               /* 4 (standard) or 3 (flash) */
+  int64_t saved_shape[VKF_MAX_DIMS]; /* standard: [B, Hq, Tq, Tk]; flash: [B, Hq, Tq] */
   uint64_t workspace_elements;       /* f32 elements of the backward's workspace */
 } vkf_attention_sizes;
 
 /* What to allocate for a forward/backward of q, k, v with `desc`: the saved
  * tensor's shape and the backward's workspace size (standard variant:
  * B * Hq * Tq * Tk elements, twice that with softcap; when that exceeds
- * 2^32 - 1 no tensor can hold it and the backward cannot run). Checks q, k, v
- * and desc as the forward does (same statuses). */
+ * 2^32 - 1 no tensor can hold it and the backward cannot run; flash variant:
+ * 2 * B * Hq * Tq + B). Checks q, k, v and desc as the forward does (same
+ * statuses). */
 VKF_API vkf_status vkf_attention_sizes_get(vkf_context *ctx, vkf_tensor q, vkf_tensor k,
                                            vkf_tensor v, const vkf_attention_desc *desc,
                                            vkf_attention_sizes *out);
-/* out = attention(q, k, v); saved = P. All f32. out, saved and desc->logits
- * must not share memory with each other or with any input. Statuses:
- * NULL_POINTER (ctx or out-pointer), INVALID_ARGUMENT (no tensor given, bad
- * variant/flags/align/scale/softcap/q_offset, aliasing), STALE_HANDLE,
- * DTYPE_MISMATCH (f32 required; kv_lens i32), SHAPE_MISMATCH (including Hq not
- * a multiple of Hkv, T > 2^28), UNSUPPORTED (Vulkan: more tiles along Tq or Tk
- * than the device's workgroup grid allows, e.g. Tk > 65535 * 64 on GPUs). */
+/* out = attention(q, k, v); saved = P (standard) or the row log-sum-exp
+ * (flash). All f32. out, saved and desc->logits must not share memory with
+ * each other or with any input. Statuses: NULL_POINTER (ctx or out-pointer),
+ * INVALID_ARGUMENT (no tensor given, bad variant/flags/align/scale/softcap/
+ * q_offset, aliasing), STALE_HANDLE, DTYPE_MISMATCH (f32 required; kv_lens
+ * i32), SHAPE_MISMATCH (including Hq not a multiple of Hkv, T > 2^28),
+ * UNSUPPORTED (Vulkan: more tiles along Tq or Tk than the device's workgroup
+ * grid allows, e.g. Tk > 65535 * 64 on GPUs; the flash variant's limits
+ * above). */
 VKF_API vkf_status vkf_attention_forward(vkf_context *ctx, vkf_tensor out, vkf_tensor saved,
                                          vkf_tensor q, vkf_tensor k, vkf_tensor v,
                                          const vkf_attention_desc *desc);
 /* dq += dL/dq, dk += dL/dk, dv += dL/dv given dout = dL/dout and the forward's
- * saved tensor. workspace: f32 scratch of at least
+ * saved tensor (flash variant: and desc->out, the forward's output, which
+ * must not share memory with the gradients or the workspace; without it
+ * VKF_ERROR_INVALID_ARGUMENT). workspace: f32 scratch of at least
  * vkf_attention_sizes_get().workspace_elements elements, any shape (its
  * contents are overwritten; one workspace can serve every layer); it may be
  * VKF_NO_TENSOR only when that size is 0 (never for the standard variant).

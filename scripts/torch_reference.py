@@ -423,6 +423,15 @@ def main():
     # the weights after the last step
     werr_normal = werr_noise = 0.0
     worst_rms = (0.0, "")
+    # The rms comparison with fp64 looks for systematic errors (a wrong beta2,
+    # eps, decay), which move every tensor; it is made on tensors whose
+    # gradient is well conditioned: at least 1e-3 of the model's largest.
+    # Below that (the key biases: zero in exact arithmetic without RoPE, as a
+    # softmax is invariant to shifting a score row, and ~1e-4 of the scale
+    # with it) fp32 rounding of the gradient is a large relative error that
+    # AdamW's normalisation turns into weight differences of either sign, on
+    # any fp32 implementation; the element-wise bound above still applies.
+    g64_scale = max(float(g.abs().max()) for g in r64.grads.values())
     for name, w in r32.final.items():
         w64 = r64.final[name]
         got_w = dump["final." + name].double().reshape(w.shape)
@@ -442,11 +451,15 @@ def main():
         # as accurate as PyTorch in fp32, against the fp64 run, tensor by
         # tensor, on the elements with a real gradient (where the gradient is
         # rounding noise, the step follows the noise's sign, on any side)
-        if not (~noise).any():
+        if not (~noise).any() or float(r64.grads[name].abs().max()) < 1e-3 * g64_scale:
             continue
         rms_v = float((got_w - w64)[~noise].pow(2).mean().sqrt())
         rms_t = float((w - w64)[~noise].pow(2).mean().sqrt())
-        ratio = rms_v / (RMS_K * rms_t + 1e-12)
+        # PyTorch can land closer to fp64 than fp32 resolves (the weights
+        # carry 2^-23 relative): below a few ulps of the tensor's largest
+        # weight per step the comparison is chance, so rms_t is floored there
+        ulp_floor = 2.0 ** -23 * float(w64.abs().max()) * math.sqrt(steps)
+        ratio = rms_v / (RMS_K * max(rms_t, ulp_floor) + 1e-12)
         if not ratio <= 1:
             rep.ok = False
             rep.lines.append("%-58s rms err vs fp64 %.3e > %g x PyTorch fp32's %.3e  FAIL" %

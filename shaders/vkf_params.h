@@ -211,13 +211,13 @@ struct vkf_rope_params {
 
 /* ---- attn: attention ---- */
 /* attention (standard variant, scores materialised). Flags: */
-#define VKF_ATTN_CAUSAL 1u   /* key j visible only when j <= position of the query */
-#define VKF_ATTN_SOFTCAP 2u  /* s = softcap * tanh(s / softcap) on the scaled scores */
-#define VKF_ATTN_MASK 4u     /* an additive float mask operand */
-#define VKF_ATTN_KV_LENS 8u  /* an i32 [B] operand: keys j >= kv_lens[b] are masked */
-#define VKF_ATTN_Q_BHTD 16u  /* q, out, dout, dq stored [B, Hq, Tq, .] (else [B, Tq, Hq, .]) */
-#define VKF_ATTN_KV_BHTD 32u /* k, v, dk, dv stored [B, Hkv, Tk, .] (else [B, Tk, Hkv, .]) */
-#define VKF_ATTN_LOGITS 64u  /* the forward also writes the logits (before softmax) */
+#define VKF_ATTN_CAUSAL 1u        /* key j visible only when j <= position of the query */
+#define VKF_ATTN_SOFTCAP 2u       /* s = softcap * tanh(s / softcap) on the scaled scores */
+#define VKF_ATTN_MASK 4u          /* an additive float mask operand */
+#define VKF_ATTN_KV_LENS 8u       /* an i32 [B] operand: keys j >= kv_lens[b] are masked */
+#define VKF_ATTN_Q_BHTD 16u       /* q, out, dout, dq stored [B, Hq, Tq, .] (else [B, Tq, Hq, .]) */
+#define VKF_ATTN_KV_BHTD 32u      /* k, v, dk, dv stored [B, Hkv, Tk, .] (else [B, Tk, Hkv, .]) */
+#define VKF_ATTN_LOGITS 64u       /* the forward also writes the logits (before softmax) */
 #define VKF_ATTN_Q_AT_KV_END 128u /* with KV_LENS: query 0 at kv_lens[b] - Tq, not q_pos0 */
 
 /* Shapes: q [B, Tq, Hq, D], k [B, Tk, Hkv, D], v [B, Tk, Hkv, Dv], out
@@ -271,6 +271,21 @@ struct vkf_linear_attention_params {
   VKF_F32 eps;
   VKF_U32 z0;     /* Vulkan: first workgroup z of a split dispatch (set by the backend) */
   VKF_U32 h0, nh; /* Vulkan: heads of each group the kernel takes (set by the backend) */
+};
+
+/* Flash variant (tiled, online softmax): the ops carry vkf_attention_params;
+ * its Vulkan kernels receive this packed copy, so that eight operand
+ * addresses fit in 128 bytes of push constants beside it. */
+struct vkf_flash_params {
+  VKF_U32 B, Tq, Tk;
+  VKF_U32 heads; /* Hq | Hkv << 16 */
+  VKF_U32 dims;  /* D | Dv << 16 */
+  VKF_U32 flags;
+  VKF_F32 scale, softcap;
+  VKF_U32 window;
+  VKF_I32 q_pos0;
+  VKF_U32 mask_sb, mask_sh, mask_si, mask_cols;
+  VKF_U32 bh0; /* (b * Hq + h), or (b * Hkv + h) for dk/dv, of the first workgroup in z */
 };
 
 /* ---- xent: loss: softmax cross-entropy ---- */
@@ -397,6 +412,7 @@ typedef struct vkf_rope_params vkf_rope_params;
 /* ---- attn ---- */
 typedef struct vkf_attention_params vkf_attention_params;
 typedef struct vkf_linear_attention_params vkf_linear_attention_params;
+typedef struct vkf_flash_params vkf_flash_params;
 /* ---- xent ---- */
 typedef struct vkf_cross_entropy_params vkf_cross_entropy_params;
 /* ---- optim ---- */

@@ -15,6 +15,7 @@
  *   attention_backward_ds:  0 dS, 1 g? (softcap scratch), 2 dout, 3 q, 4 k, 5 v, 6 P, 7 kv_lens?
  *   attention_backward_dq:  0 dq, 1 dS, 2 k, 3 kv_lens?
  *   attention_backward_dkv: 0 dk, 1 dv, 2 dS, 3 P, 4 q, 5 dout, 6 kv_lens? */
+#include "attention_common.h"
 #include "cpu.h"
 
 #include <math.h>
@@ -117,32 +118,13 @@ static void gemm_tn_acc(uint32_t M, uint32_t N, uint32_t K, const float *A, size
 }
 
 /* ------------------------------------------------------------------------ */
-/* Geometry                                                                 */
+/* Jobs (geometry helpers: attention_common.h)                              */
 /* ------------------------------------------------------------------------ */
-typedef struct view {
-  size_t bs, hs, ts; /* element strides of batch, head, row */
-} view;
-
-/* A tensor of T rows of H heads of E elements, [B, T, H, E] or [B, H, T, E]. */
-static view view_of(bool bhtd, uint32_t T, uint32_t H, uint32_t E) {
-  view v;
-  if (bhtd) {
-    v.ts = E;
-    v.hs = (size_t)T * E;
-    v.bs = (size_t)H * T * E;
-  } else {
-    v.hs = E;
-    v.ts = (size_t)H * E;
-    v.bs = (size_t)T * H * E;
-  }
-  return v;
-}
-
 typedef struct attn_job {
   const vkf_attention_params *p;
-  uint32_t G;             /* query heads per kv head */
-  view qv, ov, kv, vv;    /* q/dq (D), out/dout (Dv), k/dk (D), v/dv (Dv) */
-  const int32_t *kv_lens; /* NULL: none */
+  uint32_t G;                   /* query heads per kv head */
+  vkf_attn_view qv, ov, kv, vv; /* q/dq (D), out/dout (Dv), k/dk (D), v/dv (Dv) */
+  const int32_t *kv_lens;       /* NULL: none */
   const vkf_op *op;
 } attn_job;
 
@@ -150,65 +132,16 @@ static attn_job job_of(const vkf_op *op, uint32_t kvl_operand) {
   const vkf_attention_params *p = &op->p.attention;
   const bool qb = p->flags & VKF_ATTN_Q_BHTD, kb = p->flags & VKF_ATTN_KV_BHTD;
   attn_job j = {.p = p, .G = p->Hq / p->Hkv, .op = op};
-  j.qv = view_of(qb, p->Tq, p->Hq, p->D);
-  j.ov = view_of(qb, p->Tq, p->Hq, p->Dv);
-  j.kv = view_of(kb, p->Tk, p->Hkv, p->D);
-  j.vv = view_of(kb, p->Tk, p->Hkv, p->Dv);
+  j.qv = vkf_attn_view_of(qb, p->Tq, p->Hq, p->D);
+  j.ov = vkf_attn_view_of(qb, p->Tq, p->Hq, p->Dv);
+  j.kv = vkf_attn_view_of(kb, p->Tk, p->Hkv, p->D);
+  j.vv = vkf_attn_view_of(kb, p->Tk, p->Hkv, p->Dv);
   j.kv_lens = (p->flags & VKF_ATTN_KV_LENS) ? (const int32_t *)vkf_cpu_f32(op, kvl_operand) : NULL;
   return j;
 }
 
-/* Per batch: the keys [0, limit) any row may see and the position of query 0. */
-typedef struct batch_info {
-  int64_t limit, q0;
-} batch_info;
-
-static batch_info batch_of(const attn_job *j, uint32_t b) {
-  const vkf_attention_params *p = j->p;
-  int64_t n = p->Tk;
-  if (j->kv_lens)
-    n = j->kv_lens[b] < 0 ? 0 : j->kv_lens[b] < n ? j->kv_lens[b] : n;
-  batch_info bi = {n, (p->flags & VKF_ATTN_Q_AT_KV_END) ? n - (int64_t)p->Tq : p->q_pos0};
-  if ((p->flags & VKF_ATTN_MASK) && (int64_t)p->mask_cols < bi.limit)
-    bi.limit = p->mask_cols;
-  return bi;
-}
-
-/* Keys [*lo, *hi) that rows i0..i1 (inclusive) may see: exact for one row,
- * the union for several (visible ranges only move right as i grows). */
-static void keys_of_rows(const vkf_attention_params *p, batch_info bi, int64_t i0, int64_t i1,
-                         int64_t *lo, int64_t *hi) {
-  int64_t l = 0, h = bi.limit;
-  if ((p->flags & VKF_ATTN_CAUSAL) || p->window) {
-    int64_t last = bi.q0 + i1 + 1;
-    h = last < h ? last : h;
-  }
-  if (p->window) {
-    int64_t first = bi.q0 + i0 - (int64_t)p->window + 1;
-    l = first > 0 ? first : 0;
-  }
-  if (h <= l)
-    l = h = 0;
-  *lo = l;
-  *hi = h;
-}
-
-/* Rows [*lo, *hi) that may see any of the keys j0..j1 (inclusive). */
-static void rows_of_keys(const vkf_attention_params *p, batch_info bi, int64_t j0, int64_t j1,
-                         int64_t *lo, int64_t *hi) {
-  int64_t l = 0, h = j0 >= bi.limit ? 0 : p->Tq;
-  if ((p->flags & VKF_ATTN_CAUSAL) || p->window) {
-    int64_t first = j0 - bi.q0; /* pos >= j0 */
-    l = first > 0 ? first : 0;
-  }
-  if (p->window) {
-    int64_t end = j1 + (int64_t)p->window - bi.q0; /* pos - window + 1 <= j1 */
-    h = end < h ? end : h;
-  }
-  if (h <= l)
-    l = h = 0;
-  *lo = l;
-  *hi = h;
+static vkf_attn_batch batch_of(const attn_job *j, uint32_t b) {
+  return vkf_attn_batch_of(j->p, j->kv_lens, b);
 }
 
 static uint32_t grain_of(const vkf_attention_params *p, uint32_t rows) {
@@ -246,7 +179,7 @@ static row_block row_block_of(const attn_job *J, uint32_t item) {
   r.b = r.bh / p->Hq;
   r.h = r.bh % p->Hq;
   r.hk = r.h / J->G;
-  keys_of_rows(p, batch_of(J, r.b), r.i0, r.i1 - 1, &r.c0, &r.c1);
+  vkf_attn_keys_of_rows(p, batch_of(J, r.b), r.i0, r.i1 - 1, &r.c0, &r.c1);
   return r;
 }
 
@@ -289,7 +222,7 @@ static void softmax_task(void *arg, uint32_t begin, uint32_t end, uint32_t worke
     const uint32_t i = rowi % Tq, bh = rowi / Tq, b = bh / Hq, h = bh % Hq;
     float *row = P + (size_t)rowi * Tk;
     int64_t lo, hi;
-    keys_of_rows(p, batch_of(J, b), i, i, &lo, &hi);
+    vkf_attn_keys_of_rows(p, batch_of(J, b), i, i, &lo, &hi);
     const float *mrow = mask ? mask + b * p->mask_sb + h * p->mask_sh + i * p->mask_si : NULL;
     float mx = -INFINITY;
     for (int64_t j = lo; j < hi; j++) {
@@ -394,7 +327,7 @@ static void ds_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
     float *d = dS + (size_t)rowi * Tk;
     const float *pr = P + (size_t)rowi * Tk, *xr = X ? X + (size_t)rowi * Tk : NULL;
     int64_t lo, hi;
-    keys_of_rows(p, batch_of(J, b), i, i, &lo, &hi);
+    vkf_attn_keys_of_rows(p, batch_of(J, b), i, i, &lo, &hi);
     double delta = 0;
     for (int64_t j = lo; j < hi; j++)
       delta += (double)pr[j] * d[j];
@@ -458,12 +391,12 @@ static void dkv_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   for (uint32_t item = begin; item < end; item++) {
     const uint32_t bk = item / ncb, j0 = (item % ncb) * CB;
     const uint32_t b = bk / Hkv, hk = bk % Hkv;
-    const batch_info bi = batch_of(J, b);
+    const vkf_attn_batch bi = batch_of(J, b);
     if (j0 >= bi.limit)
       continue;
     const uint32_t j1 = (int64_t)(j0 + CB) < bi.limit ? j0 + CB : (uint32_t)bi.limit;
     int64_t r0, r1;
-    rows_of_keys(p, bi, j0, j1 - 1, &r0, &r1);
+    vkf_attn_rows_of_keys(p, bi, j0, j1 - 1, &r0, &r1);
     if (r1 <= r0)
       continue;
     float *dK = dk + b * J->kv.bs + hk * J->kv.hs + j0 * J->kv.ts;

@@ -69,6 +69,10 @@ vkf_status vkf_cpu_linear_attention_forward(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_linear_attention_backward_q(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_linear_attention_backward_kv(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_linear_attention_decode(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_attention_flash_forward(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_attention_flash_backward_pre(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_attention_flash_backward_dkv(vkf_cpu *cpu, const vkf_op *op);
+vkf_status vkf_cpu_attention_flash_backward_dq(vkf_cpu *cpu, const vkf_op *op);
 /* ---- xent ---- */
 vkf_status vkf_cpu_cross_entropy(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_cross_entropy_backward(vkf_cpu *cpu, const vkf_op *op);

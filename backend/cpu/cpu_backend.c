@@ -44,6 +44,10 @@ static const vkf_cpu_op_fn op_table[VKF_OP_COUNT] = {
     [VKF_OP_LINEAR_ATTENTION_BACKWARD_Q] = vkf_cpu_linear_attention_backward_q,
     [VKF_OP_LINEAR_ATTENTION_BACKWARD_KV] = vkf_cpu_linear_attention_backward_kv,
     [VKF_OP_LINEAR_ATTENTION_DECODE] = vkf_cpu_linear_attention_decode,
+    [VKF_OP_ATTENTION_FLASH_FORWARD] = vkf_cpu_attention_flash_forward,
+    [VKF_OP_ATTENTION_FLASH_BACKWARD_PRE] = vkf_cpu_attention_flash_backward_pre,
+    [VKF_OP_ATTENTION_FLASH_BACKWARD_DKV] = vkf_cpu_attention_flash_backward_dkv,
+    [VKF_OP_ATTENTION_FLASH_BACKWARD_DQ] = vkf_cpu_attention_flash_backward_dq,
     /* ---- xent ---- */
     [VKF_OP_CROSS_ENTROPY] = vkf_cpu_cross_entropy,
     [VKF_OP_CROSS_ENTROPY_BACKWARD] = vkf_cpu_cross_entropy_backward,

@@ -314,6 +314,8 @@ vkf_status vkf_vk_rope(vkf_vk *vk, const vkf_op *op);
 vkf_status vkf_vk_attention(vkf_vk *vk, const vkf_op *op);
 /* linear attention: forward, backward, decode (vk_attn_linear.c) */
 vkf_status vkf_vk_attention_linear(vkf_vk *vk, const vkf_op *op);
+/* the flash variant's ops (vk_attn_flash.c) */
+vkf_status vkf_vk_attention_flash(vkf_vk *vk, const vkf_op *op);
 /* ---- xent ---- */
 vkf_status vkf_vk_xent(vkf_vk *vk, const vkf_op *op);
 /* ---- optim ---- */

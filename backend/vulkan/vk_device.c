@@ -438,8 +438,8 @@ void vkf_vk_describe(vkf_vk_instance *inst, VkPhysicalDevice pd, vkf_device_info
       have_m4 && m4.maxBufferSize ? m4.maxBufferSize : d->max_allocation_bytes;
   caps->bda = f12.bufferDeviceAddress;
   caps->fp16 = f12.shaderFloat16;
-  caps->int8 = f12.shaderInt8;
   caps->int64 = f2.features.shaderInt64;
+  caps->int8 = f12.shaderInt8;
   caps->storage16 = f11.storageBuffer16BitAccess;
   caps->storage8 = f12.storageBuffer8BitAccess;
   d->fp16_arithmetic = caps->fp16;

@@ -167,6 +167,11 @@ vkf_status vkf_vk_run(vkf_backend *be, const vkf_op *op) {
   case VKF_OP_LINEAR_ATTENTION_BACKWARD_KV:
   case VKF_OP_LINEAR_ATTENTION_DECODE:
     return vkf_vk_attention_linear(vk, op);
+  case VKF_OP_ATTENTION_FLASH_FORWARD:
+  case VKF_OP_ATTENTION_FLASH_BACKWARD_PRE:
+  case VKF_OP_ATTENTION_FLASH_BACKWARD_DKV:
+  case VKF_OP_ATTENTION_FLASH_BACKWARD_DQ:
+    return vkf_vk_attention_flash(vk, op);
   /* ---- xent ---- */
   case VKF_OP_CROSS_ENTROPY:
   case VKF_OP_CROSS_ENTROPY_BACKWARD:
