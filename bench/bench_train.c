@@ -170,7 +170,8 @@ int main(int argc, char **argv) {
     double base = torch ? run_torch(argv[0], c, steps, reps) : 0;
     char list[256];
     snprintf(list, sizeof(list), "%s", devices);
-    for (char *dev = strtok(list, ","); dev; dev = strtok(NULL, ",")) {
+    char *save = NULL; /* strtok_r: drivers call strtok while we iterate */
+    for (char *dev = strtok_r(list, ",", &save); dev; dev = strtok_r(NULL, ",", &save)) {
       double peak = 0;
       char name[256] = "";
       double rate =
