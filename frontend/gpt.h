@@ -58,6 +58,27 @@ typedef struct vkf_gpt_graph {
   uint64_t index_len;
 } vkf_gpt_graph;
 
+/* How a graph places its positions and attends: the training graph rotates
+ * positions 0..T-1 and attends over its own keys; an inference graph reads
+ * positions from an input and attends over its KV cache. */
+typedef struct vkf_gpt_attend {
+  /* RoPE of x [B, T, H, D] (called only with rotary positions) */
+  vkf_node (*rope)(void *ctx, vkf_graph *g, vkf_node x, double theta);
+  /* attention of layer `layer`: q [B, T, Hq, D], k and v [B, T, Hkv, D]
+   * -> [B, T, Hq, D] */
+  vkf_node (*attend)(void *ctx, vkf_graph *g, uint32_t layer, vkf_node q, vkf_node k, vkf_node v);
+  void *ctx;
+} vkf_gpt_attend;
+
+/* The transformer layers over x [B*T, C]: norm, attention, residual, norm,
+ * MLP, residual, for every layer; returns x after the last one (before the
+ * final norm). One definition of the model for every graph. */
+vkf_node vkf_gpt_layers(vkf_graph *g, const vkf_gpt_config *c, const vkf_gpt_params *p,
+                        vkf_node params_all, vkf_node x, uint32_t B, uint32_t T,
+                        const vkf_gpt_attend *att);
+/* The norm the config asks for (layernorm with b, or rmsnorm). */
+vkf_node vkf_gpt_norm(vkf_graph *g, const vkf_gpt_config *c, vkf_node x, vkf_node w, vkf_node b);
+
 /* p.layers must hold cfg->n_layer entries (the caller owns it). */
 vkf_status vkf_gpt_build(vkf_graph *g, const vkf_gpt_config *cfg, uint32_t B, uint32_t T,
                          bool with_loss, vkf_gpt_graph *out);

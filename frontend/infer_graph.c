@@ -256,14 +256,18 @@ void vkf_infer_graph_free(vkf_env *env, vkf_infer_graph *ig) {
   memset(ig, 0, sizeof(*ig));
 }
 
-static vkf_node norm(vkf_graph *g, const vkf_gpt_config *c, vkf_node x, vkf_node w, vkf_node b) {
-  return c->norm == VKF_NORM_RMSNORM ? vkf_g_rmsnorm(g, x, w, c->norm_eps)
-                                     : vkf_g_layernorm(g, x, w, b, c->norm_eps);
+/* The model's layers (vkf_gpt_layers) with positions from the graph's input
+ * and the variant's attention over the cache. */
+static vkf_node infer_rope(void *ctx, vkf_graph *g, vkf_node x, double theta) {
+  vkf_infer_graph *ig = ctx;
+  return rope_at(g, x, ig->positions, theta);
 }
 
-static vkf_node heads(vkf_graph *g, vkf_node x, uint32_t B, uint32_t T, uint32_t H, uint32_t D) {
-  int64_t s[4] = {B, T, H, D};
-  return vkf_g_reshape(g, x, 4, s);
+static vkf_node infer_attend(void *ctx, vkf_graph *g, uint32_t layer, vkf_node q, vkf_node k,
+                             vkf_node v) {
+  vkf_infer_graph *ig = ctx;
+  (void)g;
+  return ig->var->attend(ig, layer, q, k, v);
 }
 
 vkf_status vkf_infer_build(vkf_env *env, const vkf_gpt_config *cfg, const vkf_infer_variant *var,
@@ -280,7 +284,7 @@ vkf_status vkf_infer_build(vkf_env *env, const vkf_gpt_config *cfg, const vkf_in
   ig->window = cfg->attention == VKF_ATTN_SLIDING ? cfg->sliding_window : 0;
   const vkf_gpt_config *c = &ig->cfg;
   const uint32_t L = c->n_layer, C = c->d_model, Hq = c->n_head, Hkv = c->n_kv_head, D = C / Hq,
-                 Q = Hq * D, KV = Hkv * D, F = c->d_ff, N = B * T;
+                 N = B * T;
   ig->g = vkf_graph_create(env);
   ig->p.layers = vkf_calloc(env, L, sizeof(vkf_gpt_layer_params));
   ig->kc = vkf_calloc(env, L, sizeof(vkf_node));
@@ -324,48 +328,11 @@ vkf_status vkf_infer_build(vkf_env *env, const vkf_gpt_config *cfg, const vkf_in
   vkf_node x = gather_rows(g, "embedding", ig->tokens, p->wte, N);
   if (c->positions == VKF_POS_LEARNED)
     x = vkf_g_add(g, x, gather_rows(g, "embedding.pos", ig->positions, p->wpe, N));
-  const bool hf = p->gpt2_names; /* [in, out] weights, fused QKV */
-  for (uint32_t i = 0; i < L && vkf_graph_status(g) == VKF_OK; i++) {
-    const vkf_gpt_layer_params *l = &p->layers[i];
-    vkf_node h = norm(g, c, x, l->norm1_w, l->norm1_b);
-    vkf_node q, k, v;
-    if (hf) {
-      q = vkf_g_linear_cols(g, h, l->qkv_w, l->qkv_b, 0, Q);
-      k = vkf_g_linear_cols(g, h, l->qkv_w, l->qkv_b, Q, KV);
-      v = vkf_g_linear_cols(g, h, l->qkv_w, l->qkv_b, Q + KV, KV);
-    } else {
-      q = vkf_g_linear(g, h, l->q_w, l->q_b, true);
-      k = vkf_g_linear(g, h, l->k_w, l->k_b, true);
-      v = vkf_g_linear(g, h, l->v_w, l->v_b, true);
-    }
-    vkf_node q4 = heads(g, q, B, T, Hq, D), k4 = heads(g, k, B, T, Hkv, D),
-             v4 = heads(g, v, B, T, Hkv, D);
-    if (c->positions == VKF_POS_ROPE) {
-      q4 = rope_at(g, q4, ig->positions, c->rope_theta);
-      k4 = rope_at(g, k4, ig->positions, c->rope_theta);
-    }
-    vkf_node a4 = var->attend(ig, i, q4, k4, v4);
-    int64_t sa[2] = {N, Q};
-    vkf_node a = vkf_g_reshape(g, a4, 2, sa);
-    x = vkf_g_add(g, x, vkf_g_linear(g, a, l->o_w, l->o_b, !hf));
-    vkf_node h2 = norm(g, c, x, l->norm2_w, l->norm2_b);
-    vkf_node f;
-    if (c->mlp == VKF_MLP_SWIGLU) {
-      int64_t sw[2] = {2 * (int64_t)F, C}, sb = 2 * (int64_t)F;
-      vkf_node gu_w =
-          vkf_g_view(g, params_all, vkf_gn(g, l->gate_w)->offset, "gate_up.weight", 2, sw);
-      vkf_node gu_b = l->gate_b ? vkf_g_view(g, params_all, vkf_gn(g, l->gate_b)->offset,
-                                             "gate_up.bias", 1, &sb)
-                                : VKF_NODE_NONE;
-      f = vkf_g_swiglu(g, vkf_g_linear(g, h2, gu_w, gu_b, true));
-    } else {
-      f = vkf_g_gelu(g, vkf_g_linear(g, h2, l->up_w, l->up_b, !hf));
-    }
-    x = vkf_g_add(g, x, vkf_g_linear(g, f, l->down_w, l->down_b, !hf));
-  }
+  const vkf_gpt_attend att = {infer_rope, infer_attend, ig};
+  x = vkf_gpt_layers(g, c, p, params_all, x, B, T, &att);
   if (T > 1) /* the last token of each row: its logits are the ones used */
     x = gather_rows(g, "last", ig->gather, x, B);
-  vkf_node xf = norm(g, c, x, p->normf_w, p->normf_b);
+  vkf_node xf = vkf_gpt_norm(g, c, x, p->normf_w, p->normf_b);
   ig->logits = vkf_g_linear(g, xf, p->head ? p->head : p->wte, VKF_NODE_NONE, true);
   vkf_g_keep(g, ig->logits);
   /* products of a few rows (decoding steps, short prompt pieces) read each
