@@ -152,32 +152,59 @@ void smp_print_token(int32_t token, bool byte_level) {
   fflush(stdout);
 }
 
+typedef struct gen_cb {
+  smp_token_fn on_token;
+  void *user;
+  int32_t *history; /* the whole text so far, for re-prefilling */
+  uint32_t n;
+  uint32_t made;
+} gen_cb;
+
+static int gen_token(void *user, const vkf_token_event *ev) {
+  gen_cb *g = user;
+  g->history[g->n++] = ev->token;
+  g->made++;
+  return g->on_token && !g->on_token(g->user, ev->token) ? 1 : 0;
+}
+
+/* Samples with the KV-cache engine (vkf_session): the prompt is prefilled
+ * once, then one decode step per token. A text longer than the model's
+ * context slides: when the sequence is full, it restarts from the last half
+ * context of the text (as a whole-context forward over the last
+ * context_length tokens would see it, up to that window's size). */
 vkf_status smp_generate(vkf_gpt *model, const int32_t *prompt, uint32_t n_prompt, uint32_t n_new,
                         const vkf_sample_desc *sample, vkf_rng *rng, smp_token_fn on_token,
                         void *user, uint32_t *n_made) {
   *n_made = 0;
-  const uint32_t vocab = vkf_gpt_config_of(model)->vocab_size;
-  int32_t *seq = malloc(((size_t)n_prompt + n_new) * sizeof(int32_t));
-  float *logits = malloc((size_t)vocab * sizeof(float));
-  vkf_predictor *pred = NULL;
-  vkf_status st = seq && logits ? vkf_predictor_create(model, &pred) : VKF_ERROR_OUT_OF_HOST_MEMORY;
-  if (st == VKF_OK)
-    memcpy(seq, prompt, (size_t)n_prompt * sizeof(int32_t));
-  uint32_t n = n_prompt;
-  while (st == VKF_OK && n < n_prompt + n_new) {
-    st = vkf_predictor_next(pred, seq, n, logits);
-    int32_t next = 0;
-    if (st == VKF_OK)
-      st = vkf_sample_logits(logits, vocab, sample, seq, n, rng, &next);
-    if (st != VKF_OK)
-      break;
-    seq[n++] = next;
-    (*n_made)++;
-    if (on_token && !on_token(user, next))
-      break;
+  const uint32_t ctx_len = vkf_gpt_config_of(model)->context_length;
+  vkf_session *s = NULL;
+  vkf_session_desc sd = {0};
+  gen_cb g = {on_token, user, malloc(((size_t)n_prompt + n_new) * sizeof(int32_t)), 0, 0};
+  vkf_status st = g.history ? vkf_session_create(model, &sd, &s) : VKF_ERROR_OUT_OF_HOST_MEMORY;
+  if (st == VKF_OK) {
+    memcpy(g.history, prompt, (size_t)n_prompt * sizeof(int32_t));
+    g.n = n_prompt;
   }
-  vkf_predictor_destroy(pred);
-  free(logits);
-  free(seq);
+  /* the prompt's last context_length tokens (at most), then generation */
+  uint32_t from = n_prompt > ctx_len ? n_prompt - ctx_len : 0;
+  while (st == VKF_OK && g.made < n_new) {
+    vkf_generate_request rq = {
+        .prompt = g.history + from,
+        .n_prompt = g.n - from,
+        .seq = 0,
+        .sample = *sample,
+        .seed = vkf_rng_next(rng),
+        .max_new_tokens = n_new - g.made,
+    };
+    st = vkf_session_reset(s, 0);
+    if (st == VKF_OK)
+      st = vkf_session_generate(s, &rq, 1, gen_token, &g);
+    if (st != VKF_OK || rq.stop != VKF_STOP_FULL)
+      break;
+    from = g.n - ctx_len / 2; /* slide: keep the last half context */
+  }
+  *n_made = g.made;
+  vkf_session_destroy(s);
+  free(g.history);
   return st;
 }

@@ -52,7 +52,9 @@ typedef bool (*smp_token_fn)(void *user, int32_t token);
  * each from the model's next-token logits with `sample` and `rng` (the
  * repetition penalty looks at the prompt and every token made so far), and
  * hands each to on_token as it comes. *n_made: tokens made. This is the one
- * place that runs the model for generation. */
+ * place that runs the model for generation: the KV-cache engine
+ * (vkf_session), sliding to the last half context when the text outgrows
+ * the model's context. */
 vkf_status smp_generate(vkf_gpt *model, const int32_t *prompt, uint32_t n_prompt, uint32_t n_new,
                         const vkf_sample_desc *sample, vkf_rng *rng, smp_token_fn on_token,
                         void *user, uint32_t *n_made);
