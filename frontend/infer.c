@@ -1,7 +1,7 @@
-/* Inference sessions: KV caches on the device, prefill and decode step
- * graphs recorded once each (on first use) and replayed with per-step data,
- * batched decoding of several sequences, sampling, streaming generation with
- * cancellation, timing. */
+/* Inference sessions: KV caches (or linear attention's recurrent states) on
+ * the device, prefill and decode step graphs recorded once each (on first
+ * use) and replayed with per-step data, batched decoding of several
+ * sequences, sampling, streaming generation with cancellation, timing. */
 #include "infer.h"
 
 #include <stdatomic.h>
@@ -16,9 +16,10 @@ typedef struct prog {
 } prog;
 
 typedef struct seq_state {
-  uint32_t len;    /* tokens whose K/V are in the cache */
+  uint32_t len;    /* tokens whose K/V are in the cache (or fed to the state) */
   uint32_t n_hist; /* tokens of the sequence: the cached ones, then pending ones */
   int32_t *hist;   /* max_seq entries */
+  bool zero;       /* recurrent: the slot's state must be zeroed before use */
 } seq_state;
 
 struct vkf_session {
@@ -31,8 +32,9 @@ struct vkf_session {
   const vkf_infer_variant *var;
   uint32_t S, max_seq, chunk, rows, V;
   vkf_buffer *inputs, *acts, *grads;
-  uint64_t inputs_bytes, acts_bytes, cache_bytes, slot_bytes;
-  uint64_t *kc_off, *vc_off; /* per layer: byte offset of the caches in inputs */
+  uint64_t inputs_bytes, acts_bytes, cache_bytes;
+  uint64_t slot_bytes;       /* one sequence's part of each per-layer tensor */
+  uint64_t *kc_off, *vc_off; /* per layer: byte offsets in inputs (vc: UINT64_MAX = none) */
   prog *progs;
   uint32_t n_progs, cap_progs;
   seq_state *seqs;
@@ -118,9 +120,13 @@ typedef struct step_times {
   double input, run, read;
 } step_times;
 
-/* Runs one step: rows (B) with their tokens; logits [B, V] read into out. */
+/* Runs one step: rows (B) with their tokens; logits [B, V] read into out.
+ * *submitted: the step's work was handed to the device (so on failure the
+ * states it runs may have changed). */
 static vkf_status prog_run(vkf_session *s, prog *p, const vkf_infer_row *rows,
-                           const int32_t *const *toks, float *out, step_times *tm) {
+                           const int32_t *const *toks, float *out, step_times *tm,
+                           bool *submitted) {
+  *submitted = false;
   vkf_status st = prog_ready(s, p);
   if (st != VKF_OK)
     return st;
@@ -130,8 +136,10 @@ static vkf_status prog_run(vkf_session *s, prog *p, const vkf_infer_row *rows,
   st = s->be->vt->write(s->be, (vkf_tref){s->inputs, ig->in_begin, ig->in_end - ig->in_begin},
                         s->step_host);
   double t1 = now_s();
-  if (st == VKF_OK)
+  if (st == VKF_OK) {
+    *submitted = true;
     st = vkf_gexec_run(p->x);
+  }
   if (st == VKF_OK)
     st = s->be->vt->synchronize(s->be);
   double t2 = now_s();
@@ -146,13 +154,69 @@ static vkf_status prog_run(vkf_session *s, prog *p, const vkf_infer_row *rows,
   return st;
 }
 
-/* Prefill prog for a piece of n tokens: the smallest power-of-two length at
- * or above n, or the chunk. */
-static uint32_t piece_len(const vkf_session *s, uint32_t n) {
-  uint32_t T = 1;
-  while (T < n && T < s->chunk)
-    T *= 2;
-  return T > s->chunk ? s->chunk : T;
+/* The prefill programs have the power-of-two lengths below the chunk and
+ * the chunk itself (recorded on first use, each once per slot). A piece of
+ * a prompt with n tokens left takes *n_piece of them in a program of *T:
+ *
+ * - Caches: min(n, chunk) tokens, left-padded to the smallest program
+ *   length that holds them. Padding rows are computed but never stored
+ *   (kv_write takes a row's last n), so one forward per chunk.
+ * - Recurrent state (linear attention): every token fed enters the state,
+ *   and no padding token could be neutral (phi(k) = elu(k) + 1 > 0 for
+ *   every key, so z and S would move), so a piece is exactly a program's
+ *   length: the chunk while at least a chunk is left, then the remainder r
+ *   by its binary digits, largest first (11 = 8 + 2 + 1). Exact, with no
+ *   program besides those above and no change to the kernels; it computes
+ *   exactly n rows (padding computes up to 2n - 1) at the cost of
+ *   popcount(r) <= log2(chunk) forwards for the remainder instead of one.
+ *   (The alternatives: a program per length (unbounded recordings), or
+ *   masking padding rows inside the linear attention kernels of both
+ *   backends, which would still compute them.) */
+static void piece_of(const vkf_session *s, uint32_t n, uint32_t *n_piece, uint32_t *T) {
+  if (n >= s->chunk) {
+    *n_piece = *T = s->chunk;
+    return;
+  }
+  uint32_t p = 1;
+  if (s->var->recurrent) {
+    while (2 * p <= n)
+      p *= 2;
+    *n_piece = *T = p;
+    return;
+  }
+  while (p < n)
+    p *= 2;
+  *n_piece = n;
+  *T = p < s->chunk ? p : s->chunk;
+}
+
+/* Zeroes the recurrent state of sequence seq when it is marked so. */
+static vkf_status state_ready(vkf_session *s, uint32_t seq) {
+  seq_state *q = &s->seqs[seq];
+  if (!q->zero)
+    return VKF_OK;
+  vkf_status st = VKF_OK;
+  for (uint32_t l = 0; st == VKF_OK && l < s->cfg.n_layer; l++) {
+    vkf_op fill = {.kind = VKF_OP_FILL, .n_tensors = 1, .writes = 1};
+    fill.t[0] = (vkf_tref){s->inputs, s->kc_off[l] + seq * s->slot_bytes, s->slot_bytes};
+    fill.p.fill = (vkf_fill_params){(uint32_t)(s->slot_bytes / 4), 0};
+    st = s->be->vt->run(s->be, &fill);
+  }
+  if (st == VKF_OK)
+    q->zero = false;
+  return st;
+}
+
+/* After a failed step that was submitted: a recurrent state of the step's
+ * sequence may have moved by an unknown amount, so the sequence is emptied
+ * (its state zeroed before the next use). Caches need nothing: rows past
+ * len are rewritten before they are read. */
+static void state_lost(vkf_session *s, uint32_t seq) {
+  if (!s->var->recurrent)
+    return;
+  seq_state *q = &s->seqs[seq];
+  q->len = q->n_hist = 0;
+  q->zero = true;
 }
 
 /* Caches the pending tokens of sequence seq (hist[len .. n_hist)) in pieces;
@@ -160,21 +224,27 @@ static uint32_t piece_len(const vkf_session *s, uint32_t n) {
  * cancel flag before each piece when `cancellable`. */
 static vkf_status flush_pending(vkf_session *s, uint32_t seq, float *logits, bool cancellable) {
   seq_state *q = &s->seqs[seq];
+  vkf_status st = state_ready(s, seq);
+  if (st != VKF_OK)
+    return st;
   while (q->len < q->n_hist) {
     if (cancellable && atomic_exchange(&s->cancel, 0))
       return vkf_fail(s->env, VKF_ERROR_CANCELLED, "generation cancelled");
-    uint32_t n = q->n_hist - q->len;
-    if (n > s->chunk)
-      n = s->chunk;
+    uint32_t n, T;
+    piece_of(s, q->n_hist - q->len, &n, &T);
     prog *p;
-    vkf_status st = prog_find(s, 1, piece_len(s, n), seq, &p);
+    st = prog_find(s, 1, T, seq, &p);
     vkf_infer_row row = {(int32_t)q->len, (int32_t)n};
     const int32_t *tok = q->hist + q->len;
     double t0 = now_s();
+    bool submitted = false;
     if (st == VKF_OK)
-      st = prog_run(s, p, &row, &tok, logits, NULL);
-    if (st != VKF_OK)
+      st = prog_run(s, p, &row, &tok, logits, NULL, &submitted);
+    if (st != VKF_OK) {
+      if (submitted)
+        state_lost(s, seq);
       return st;
+    }
     q->len += n;
     s->stats.prompt_tokens += n;
     s->stats.prefill_seconds += now_s() - t0;
@@ -187,14 +257,19 @@ static vkf_status flush_pending(vkf_session *s, uint32_t seq, float *logits, boo
 static vkf_status decode(vkf_session *s, const uint32_t *seqs, uint32_t n, float *out,
                          step_times *tm) {
   prog *p;
-  vkf_status st;
+  vkf_status st = VKF_OK;
+  bool submitted = false;
+  for (uint32_t i = 0; st == VKF_OK && i < n; i++)
+    st = state_ready(s, seqs[i]);
+  if (st != VKF_OK)
+    return st;
   if (n == 1) {
     seq_state *q = &s->seqs[seqs[0]];
     vkf_infer_row row = {(int32_t)q->len, 1};
     const int32_t *tok = q->hist + q->len;
     st = prog_find(s, 1, 1, seqs[0], &p);
     if (st == VKF_OK)
-      st = prog_run(s, p, &row, &tok, out, tm);
+      st = prog_run(s, p, &row, &tok, out, tm, &submitted);
   } else {
     for (uint32_t b = 0; b < s->S; b++) {
       s->row[b] = (vkf_infer_row){0, 0};
@@ -207,12 +282,15 @@ static vkf_status decode(vkf_session *s, const uint32_t *seqs, uint32_t n, float
     }
     st = prog_find(s, s->S, 1, 0, &p);
     if (st == VKF_OK)
-      st = prog_run(s, p, s->row, s->row_tok, s->logits, tm);
+      st = prog_run(s, p, s->row, s->row_tok, s->logits, tm, &submitted);
     for (uint32_t i = 0; st == VKF_OK && i < n; i++)
       memcpy(out + (size_t)i * s->V, s->logits + (size_t)seqs[i] * s->V, s->V * sizeof(float));
   }
-  if (st != VKF_OK)
+  if (st != VKF_OK) {
+    for (uint32_t i = 0; submitted && i < n; i++)
+      state_lost(s, seqs[i]);
     return st;
+  }
   for (uint32_t i = 0; i < n; i++)
     s->seqs[seqs[i]].len++;
   return VKF_OK;
@@ -303,10 +381,10 @@ static vkf_status session_plan(vkf_session *s) {
   const vkf_infer_graph *ig0 = &s->progs[0].ig;
   for (uint32_t l = 0; l < s->cfg.n_layer; l++) {
     s->kc_off[l] = vkf_gn(ig0->g, ig0->kc[l])->offset;
-    s->vc_off[l] = vkf_gn(ig0->g, ig0->vc[l])->offset;
+    s->vc_off[l] = ig0->vc[l] ? vkf_gn(ig0->g, ig0->vc[l])->offset : UINT64_MAX;
   }
-  s->cache_bytes = ig0->in_begin; /* the caches come first */
-  s->slot_bytes = (uint64_t)s->rows * s->cfg.n_kv_head * (s->cfg.d_model / s->cfg.n_head) * 4;
+  s->cache_bytes = ig0->in_begin; /* the caches (states) come first */
+  s->slot_bytes = vkf_gn(ig0->g, ig0->kc[0])->bytes / s->S;
   s->acts_bytes = acts;
   s->inputs_bytes = inputs;
   s->step_cap = step;
@@ -318,7 +396,8 @@ static vkf_status session_plan(vkf_session *s) {
     st = be->vt->buffer_create(be, acts, &s->acts);
   if (st == VKF_OK)
     st = be->vt->buffer_create(be, 16, &s->grads);
-  if (st == VKF_OK) { /* zero caches: masked rows are multiplied by 0, never NaN */
+  if (st == VKF_OK) { /* zero caches: masked rows are multiplied by 0, never NaN;
+                        zero states: empty sequences */
     vkf_op fill = {.kind = VKF_OP_FILL, .n_tensors = 1, .writes = 1};
     fill.t[0] = (vkf_tref){s->inputs, 0, s->cache_bytes};
     fill.p.fill = (vkf_fill_params){(uint32_t)(s->cache_bytes / 4), 0};
@@ -412,8 +491,11 @@ vkf_status vkf_session_info_get(const vkf_session *s, vkf_session_info *out) {
   out->prefill_chunk = s->chunk;
   out->vocab_size = s->V;
   out->cache_rows = s->rows;
-  out->kv_bytes_per_token =
-      2ull * c->n_layer * c->n_kv_head * (c->d_model / c->n_head) * sizeof(float);
+  if (s->var->recurrent)
+    out->state_bytes_per_seq = s->slot_bytes * c->n_layer;
+  else
+    out->kv_bytes_per_token =
+        2ull * c->n_layer * c->n_kv_head * (c->d_model / c->n_head) * sizeof(float);
   out->kv_bytes = s->cache_bytes;
   out->activation_bytes = s->acts_bytes;
   out->attention = s->var->name;
@@ -450,8 +532,10 @@ vkf_status vkf_session_reset(vkf_session *s, uint32_t seq) {
   if (!s)
     return VKF_ERROR_NULL_POINTER;
   vkf_status st = check_seq(s, "vkf_session_reset", seq);
-  if (st == VKF_OK)
+  if (st == VKF_OK) {
     s->seqs[seq].len = s->seqs[seq].n_hist = 0;
+    s->seqs[seq].zero = s->var->recurrent; /* zeroed before its next token */
+  }
   return st;
 }
 
@@ -533,22 +617,30 @@ vkf_status vkf_session_fork(vkf_session *s, uint32_t src, uint32_t dst) {
     return st;
   seq_state *a = &s->seqs[src], *b = &s->seqs[dst];
   /* the standard cache holds positions [0, len) in rows [0, len); the ring
-   * any row */
-  uint64_t rows = a->len < s->rows ? a->len : s->rows;
-  uint64_t bytes = rows * (s->slot_bytes / s->rows);
+   * any row; a recurrent state is one block (none to copy while src's is
+   * still to be zeroed: dst's will be too) */
+  uint64_t bytes;
+  if (s->var->recurrent) {
+    bytes = a->zero ? 0 : s->slot_bytes;
+  } else {
+    uint64_t rows = a->len < s->rows ? a->len : s->rows;
+    bytes = rows * (s->slot_bytes / s->rows);
+  }
   for (uint32_t l = 0; st == VKF_OK && bytes && l < s->cfg.n_layer; l++) {
     uint64_t off[2] = {s->kc_off[l], s->vc_off[l]};
-    for (int k = 0; st == VKF_OK && k < 2; k++)
+    for (int k = 0; st == VKF_OK && k < 2 && off[k] != UINT64_MAX; k++)
       st = s->be->vt->copy(s->be, (vkf_tref){s->inputs, off[k] + dst * s->slot_bytes, bytes},
                            (vkf_tref){s->inputs, off[k] + src * s->slot_bytes, bytes});
   }
   if (st != VKF_OK) {
     b->len = b->n_hist = 0;
+    b->zero = s->var->recurrent; /* partly copied */
     return st;
   }
   memcpy(b->hist, a->hist, a->n_hist * sizeof(int32_t));
   b->len = a->len;
   b->n_hist = a->n_hist;
+  b->zero = a->zero;
   return VKF_OK;
 }
 
@@ -736,8 +828,10 @@ vkf_status vkf_session_generate(vkf_session *s, vkf_generate_request *req, uint3
       memcpy(lg, s->plogits + (size_t)j * s->V, s->V * sizeof(float));
       s->stats.prefill_seconds += now_s() - t0;
     } else {
-      if (!(r->flags & VKF_GENERATE_CONTINUE))
+      if (!(r->flags & VKF_GENERATE_CONTINUE)) {
         q->len = q->n_hist = 0;
+        q->zero = s->var->recurrent;
+      }
       memcpy(q->hist + q->n_hist, r->prompt, r->n_prompt * sizeof(int32_t));
       q->n_hist += r->n_prompt;
       st = flush_pending(s, r->seq, lg, true);

@@ -17,27 +17,44 @@ typedef struct vkf_infer_row {
 typedef struct vkf_infer_graph vkf_infer_graph;
 
 /* How an attention variant keeps its per-sequence decoding state and reads
- * it. The state of every variant lives in two per-layer cache tensors
- * [n_slots, rows, Hkv, D] on the device (K and V rows; a recurrent variant
- * would lay its state out in those rows); step inputs give each sequence's
- * (pos0, n) on the device as `where` [B, 2] = (pos0 - (T - n), n) and
- * positions [B, T], and the variant may add kv_lens [B] and a visibility
- * mask it fills on the host. A new variant (flash kernels, a linear
- * attention's recurrent state) is one more table entry: see
- * vkf_infer_variant_for(). */
+ * it. Every variant's state lives in persistent INPUTS tensors declared
+ * first in every step graph of a session (the same offsets in all), one
+ * slot per sequence:
+ *   - caches (standard, sliding-ring): per layer K and V rows
+ *     [n_slots, rows, Hkv, D]; a piece of T tokens writes its rows, and
+ *     padding rows are computed but never written (kv_write takes each
+ *     row's last n), so prompt pieces may be left-padded;
+ *   - recurrent (linear): a fixed-size state per layer and sequence that
+ *     every token fed updates: padding would enter it, so each row of a
+ *     step must feed exactly T tokens or none (n = T or n = 0).
+ * Step inputs give each sequence's (pos0, n) on the device as `where`
+ * [B, 2] = (pos0 - (T - n), n) and positions [B, T]; the variant declares
+ * and fills its own further inputs (kv_lens, a visibility mask, ...). A new
+ * variant is one more table entry: see vkf_infer_variant_for(). */
 typedef struct vkf_infer_variant {
   const char *name;
+  /* A fixed-size state per sequence: all zeros is the empty sequence (the
+   * session zeroes a slot to empty it), a fork copies it whole, and pieces
+   * carry no padding. Otherwise per-position cache rows: a fork copies the
+   * rows of the positions held, and emptying needs no device work. */
+  bool recurrent;
   /* Cache rows each sequence keeps per layer for max_seq positions fed in
-   * pieces of at most chunk tokens. */
+   * pieces of at most chunk tokens (recurrent: 0). */
   uint32_t (*rows)(const vkf_gpt_config *cfg, uint32_t max_seq, uint32_t chunk);
-  /* f32 elements of the variant's mask input for a [B, T] step (0: none). */
-  uint64_t (*mask_elems)(uint32_t B, uint32_t T, uint32_t rows);
+  /* Declares the persistent tensors (INPUTS, before any step input): sets
+   * ig->kc[l] (and ig->vc[l], or VKF_NODE_NONE) for every layer, each
+   * [n_slots, ...] with one sequence's slot contiguous. */
+  void (*declare_state)(vkf_infer_graph *ig);
+  /* Declares the variant's step inputs (INPUTS, after tokens, positions,
+   * where and gather). */
+  void (*declare_inputs)(vkf_infer_graph *ig);
   /* Emits layer l's attention: q [B, T, Hq, D], k and v [B, T, Hkv, D] the
-   * step's new rows (positions applied); stores them in the cache and
+   * step's new rows (positions applied); stores them in the state and
    * returns the attention output [B, T, Hq, D]. */
   vkf_node (*attend)(vkf_infer_graph *ig, uint32_t layer, vkf_node q, vkf_node k, vkf_node v);
-  /* Host values of the step's kv_lens [B] and mask (mask_elems floats). */
-  void (*fill)(const vkf_infer_graph *ig, const vkf_infer_row *rows, int32_t *kv_lens, float *mask);
+  /* Host values of the variant's step inputs, written into dst, the host
+   * image of the step inputs (vkf_infer_at). */
+  void (*fill)(const vkf_infer_graph *ig, const vkf_infer_row *rows, void *dst);
 } vkf_infer_variant;
 
 /* The variant that decodes cfg with caches of at most max_seq positions and
@@ -55,10 +72,15 @@ struct vkf_infer_graph {
   const vkf_infer_variant *var;
   uint32_t B, T, slot0, n_slots, rows, window;
   vkf_gpt_params p;
-  vkf_node *kc, *vc; /* per layer, the whole caches [n_slots, rows, Hkv, D] */
-  /* step inputs (i32 except mask); gather only when T > 1, mask only when
-   * the variant has one */
-  vkf_node tokens, positions, where, kv_lens, gather, mask;
+  /* per layer, the persistent tensors of all n_slots sequences: the K and V
+   * caches [n_slots, rows, Hkv, D], or (linear) kc the layer's recurrent
+   * state [n_slots, Hkv, D, D + 1] (a view of `state`) and vc NONE */
+  vkf_node *kc, *vc;
+  vkf_node state; /* linear: every layer's state [n_layer * n_slots, Hkv, D, D + 1] */
+  /* step inputs (i32 except mask); gather only when T > 1; the variant's
+   * own: kv_lens (standard), mask (sliding-ring), keep (linear, B > 1) */
+  vkf_node tokens, positions, where, gather, kv_lens, mask, keep;
+  vkf_node scratch;          /* linear, B > 1: the states the step advances */
   vkf_node logits;           /* [B, V]: the next-token logits of each row's last token */
   uint64_t in_begin, in_end; /* bytes of the step inputs in the INPUTS arena */
 };
@@ -72,6 +94,8 @@ void vkf_infer_graph_free(vkf_env *env, vkf_infer_graph *ig);
  * INPUTS arena. */
 void vkf_infer_fill(const vkf_infer_graph *ig, const vkf_infer_row *rows,
                     const int32_t *const *row_tokens, void *dst);
+/* Where step input n lies in dst, the host image of the step inputs. */
+void *vkf_infer_at(const vkf_infer_graph *ig, void *dst, vkf_node n);
 
 /* Sampling with caller-owned scratch (no allocation per token). */
 typedef struct vkf_sampler {

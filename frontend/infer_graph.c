@@ -138,6 +138,19 @@ static vkf_node attention_step(vkf_infer_graph *ig, vkf_node q, vkf_node kc, vkf
   return out;
 }
 
+/* K and V caches [n_slots, rows, Hkv, D] per layer (standard, sliding-ring). */
+static void kv_declare(vkf_infer_graph *ig) {
+  const uint32_t Hkv = ig->cfg.n_kv_head, D = ig->cfg.d_model / ig->cfg.n_head;
+  for (uint32_t l = 0; l < ig->cfg.n_layer; l++) {
+    int64_t cs[4] = {ig->n_slots, ig->rows, Hkv, D};
+    char name[48];
+    snprintf(name, sizeof(name), "cache.k.%u", l);
+    ig->kc[l] = vkf_g_input(ig->g, name, VKF_DTYPE_F32, 4, cs);
+    snprintf(name, sizeof(name), "cache.v.%u", l);
+    ig->vc[l] = vkf_g_input(ig->g, name, VKF_DTYPE_F32, 4, cs);
+  }
+}
+
 /* ---- standard: every position's K and V kept (rows = max_seq) ---- */
 static uint32_t std_rows(const vkf_gpt_config *cfg, uint32_t max_seq, uint32_t chunk) {
   (void)cfg;
@@ -145,11 +158,9 @@ static uint32_t std_rows(const vkf_gpt_config *cfg, uint32_t max_seq, uint32_t c
   return max_seq;
 }
 
-static uint64_t no_mask(uint32_t B, uint32_t T, uint32_t rows) {
-  (void)B;
-  (void)T;
-  (void)rows;
-  return 0;
+static void std_inputs(vkf_infer_graph *ig) {
+  int64_t sB = ig->B;
+  ig->kv_lens = vkf_g_input(ig->g, "kv_lens", VKF_DTYPE_I32, 1, &sB);
 }
 
 static vkf_node std_attend(vkf_infer_graph *ig, uint32_t l, vkf_node q, vkf_node k, vkf_node v) {
@@ -161,9 +172,8 @@ static vkf_node std_attend(vkf_infer_graph *ig, uint32_t l, vkf_node q, vkf_node
 
 /* The last query of row b sits at the end of its cache: kv_lens = pos0 + n
  * places query t at pos0 - (T - n) + t. An idle row (n = 0) sees nothing. */
-static void std_fill(const vkf_infer_graph *ig, const vkf_infer_row *rows, int32_t *kv_lens,
-                     float *mask) {
-  (void)mask;
+static void std_fill(const vkf_infer_graph *ig, const vkf_infer_row *rows, void *dst) {
+  int32_t *kv_lens = vkf_infer_at(ig, dst, ig->kv_lens);
   for (uint32_t b = 0; b < ig->B; b++)
     kv_lens[b] = rows[b].n > 0 ? rows[b].pos0 + rows[b].n : 0;
 }
@@ -171,7 +181,8 @@ static void std_fill(const vkf_infer_graph *ig, const vkf_infer_row *rows, int32
 static const vkf_infer_variant standard = {
     .name = "standard",
     .rows = std_rows,
-    .mask_elems = no_mask,
+    .declare_state = kv_declare,
+    .declare_inputs = std_inputs,
     .attend = std_attend,
     .fill = std_fill,
 };
@@ -187,8 +198,9 @@ static uint32_t ring_rows(const vkf_gpt_config *cfg, uint32_t max_seq, uint32_t 
   return cfg->sliding_window + chunk;
 }
 
-static uint64_t ring_mask(uint32_t B, uint32_t T, uint32_t rows) {
-  return (uint64_t)B * T * rows;
+static void ring_inputs(vkf_infer_graph *ig) {
+  int64_t sm[4] = {ig->B, 1, ig->T, ig->rows};
+  ig->mask = vkf_g_input(ig->g, "mask", VKF_DTYPE_F32, 4, sm);
 }
 
 static vkf_node ring_attend(vkf_infer_graph *ig, uint32_t l, vkf_node q, vkf_node k, vkf_node v) {
@@ -198,11 +210,10 @@ static vkf_node ring_attend(vkf_infer_graph *ig, uint32_t l, vkf_node q, vkf_nod
   return attention_step(ig, q, kc, vc, true);
 }
 
-static void ring_fill(const vkf_infer_graph *ig, const vkf_infer_row *rows, int32_t *kv_lens,
-                      float *mask) {
+static void ring_fill(const vkf_infer_graph *ig, const vkf_infer_row *rows, void *dst) {
   const int64_t R = ig->rows, W = ig->cfg.sliding_window, T = ig->T;
+  float *mask = vkf_infer_at(ig, dst, ig->mask);
   for (uint32_t b = 0; b < ig->B; b++) {
-    kv_lens[b] = 0;                                               /* unused: no kv_lens operand */
     const int64_t n = rows[b].n, end = (int64_t)rows[b].pos0 + n; /* positions < end written */
     for (int64_t t = 0; t < T; t++) {
       float *m = mask + ((size_t)b * (size_t)T + (size_t)t) * (size_t)R;
@@ -222,9 +233,139 @@ static void ring_fill(const vkf_infer_graph *ig, const vkf_infer_row *rows, int3
 static const vkf_infer_variant sliding_ring = {
     .name = "sliding-ring",
     .rows = ring_rows,
-    .mask_elems = ring_mask,
+    .declare_state = kv_declare,
+    .declare_inputs = ring_inputs,
     .attend = ring_attend,
     .fill = ring_fill,
+};
+
+/* ---- linear: linear attention's recurrent state ----
+ * Per layer and sequence one [Hkv, D, D + 1] block: S | z of each kv head
+ * (see vkf_linear_attention_desc), O(1) in the sequence length. All layers
+ * share one tensor `state` [n_layer * n_slots, Hkv, D, D + 1], layer-major
+ * (layer l's slots from l * n_slots on), so that one op can write back
+ * every layer of a batched step; kc[l] is layer l's part.
+ *
+ * B = 1 (a prompt piece, or one sequence's decoding step): the step
+ * advances the sequence's slot in place (vkf_g_linear_attention_state: the
+ * decode op for T = 1, the chunked forward from and into the state for
+ * T > 1). B > 1 (a batched decoding step over every slot) has idle rows
+ * (n = 0), whose states must not move, but the linear attention ops advance
+ * every row they are given. So the step copies all states into `scratch`
+ * first, advances the copies, and after the last layer writes back only
+ * the active rows' blocks with kv_write (where = keep: (0, Hkv) for an
+ * active row's block, (0, 0) otherwise). Cost: two passes over the states
+ * (D (D + 1) Hkv floats per layer and sequence, small next to the weights),
+ * exact copies both (x * 1 and plain moves). */
+static uint32_t lin_rows(const vkf_gpt_config *cfg, uint32_t max_seq, uint32_t chunk) {
+  (void)cfg;
+  (void)max_seq;
+  (void)chunk;
+  return 0;
+}
+
+/* floats of one layer's state of one sequence */
+static uint64_t lin_block(const vkf_gpt_config *c) {
+  const uint64_t D = c->d_model / c->n_head;
+  return (uint64_t)c->n_kv_head * D * (D + 1);
+}
+
+static void lin_declare(vkf_infer_graph *ig) {
+  const vkf_gpt_config *c = &ig->cfg;
+  const uint32_t L = c->n_layer, Hkv = c->n_kv_head, D = c->d_model / c->n_head;
+  int64_t ss[4] = {(int64_t)L * ig->n_slots, Hkv, D, D + 1};
+  ig->state = vkf_g_input(ig->g, "state", VKF_DTYPE_F32, 4, ss);
+  for (uint32_t l = 0; l < L && ig->state; l++) {
+    int64_t ls[4] = {ig->n_slots, Hkv, D, D + 1};
+    char name[48];
+    snprintf(name, sizeof(name), "state.%u", l);
+    ig->kc[l] =
+        vkf_g_view(ig->g, ig->state, (uint64_t)l * ig->n_slots * lin_block(c) * 4, name, 4, ls);
+    ig->vc[l] = VKF_NODE_NONE;
+  }
+}
+
+static void lin_inputs(vkf_infer_graph *ig) {
+  if (ig->B == 1)
+    return;
+  int64_t sk[2] = {(int64_t)ig->cfg.n_layer * ig->n_slots, 2};
+  ig->keep = vkf_g_input(ig->g, "state.keep", VKF_DTYPE_I32, 2, sk);
+}
+
+/* The graph's slots of layer l in `all` (state or scratch). */
+static vkf_node lin_slots(vkf_infer_graph *ig, vkf_node all, uint32_t l, const char *name) {
+  const uint32_t Hkv = ig->cfg.n_kv_head, D = ig->cfg.d_model / ig->cfg.n_head;
+  int64_t s[4] = {ig->B, Hkv, D, D + 1};
+  uint64_t first = (uint64_t)l * ig->n_slots + ig->slot0;
+  return vkf_g_view(ig->g, all, first * lin_block(&ig->cfg) * 4, name, 4, s);
+}
+
+/* state <- scratch for the blocks `keep` selects: one kv_write over
+ * n_layer * n_slots "sequences" of Hkv rows of D (D + 1) floats each (rows
+ * of a kv head keep every kernel loop short, on lavapipe too). kv_write
+ * moves a second pair of caches; here that is one float per row into a
+ * sink nothing reads. */
+static void lin_write_back(vkf_infer_graph *ig) {
+  vkf_graph *g = ig->g;
+  const uint32_t Hkv = ig->cfg.n_kv_head, D = ig->cfg.d_model / ig->cfg.n_head;
+  const int64_t NB = (int64_t)ig->cfg.n_layer * ig->n_slots;
+  int64_t sw[3] = {NB, Hkv, (int64_t)D * (D + 1)}, s1[3] = {NB, Hkv, 1};
+  vkf_node dst = vkf_g_view(g, ig->state, 0, "state.rows", 3, sw);
+  vkf_node src = vkf_g_view(g, ig->scratch, 0, "scratch.rows", 3, sw);
+  vkf_node sink = vkf_g_act(g, "state.keep.sink", VKF_DTYPE_F32, 3, s1);
+  vkf_node sink_src = vkf_g_view(g, ig->scratch, 0, "scratch.first", 3, s1);
+  if (vkf_graph_status(g) != VKF_OK)
+    return;
+  vkf_gstep s = {.kind = VKF_OP_KV_WRITE, .n = 5, .writes = 3, .reads = 0x1c};
+  s.t[0].node = dst;
+  s.t[1].node = sink;
+  s.t[2].node = src;
+  s.t[3].node = sink_src;
+  s.t[4].node = ig->keep;
+  s.p.kv_write = (vkf_kv_write_params){
+      .B = (uint32_t)NB, .T = Hkv, .rows = Hkv, .Wk = D * (D + 1), .Wv = 1, .flags = 0};
+  vkf_g_step(g, &s);
+}
+
+static vkf_node lin_attend(vkf_infer_graph *ig, uint32_t l, vkf_node q, vkf_node k, vkf_node v) {
+  vkf_graph *g = ig->g;
+  if (!ig->keep) /* B = 1: the slot itself */
+    return vkf_g_linear_attention_state(g, q, k, v, lin_slots(ig, ig->state, l, "state.slots"), 0);
+  if (l == 0) /* an exact copy of every state (x * 1) */
+    ig->scratch = vkf_g_scale(g, ig->state, 1.0f);
+  if (vkf_graph_status(g) != VKF_OK)
+    return VKF_NODE_NONE;
+  vkf_node out =
+      vkf_g_linear_attention_state(g, q, k, v, lin_slots(ig, ig->scratch, l, "scratch.slots"), 0);
+  if (l + 1 == ig->cfg.n_layer)
+    lin_write_back(ig);
+  return out;
+}
+
+/* keep: the blocks of active rows (n = T: every token is the sequence's)
+ * are written back; idle rows' (n = 0) and other slots' stay. */
+static void lin_fill(const vkf_infer_graph *ig, const vkf_infer_row *rows, void *dst) {
+  if (!ig->keep)
+    return;
+  int32_t *keep = vkf_infer_at(ig, dst, ig->keep);
+  const uint32_t S = ig->n_slots;
+  for (uint32_t l = 0; l < ig->cfg.n_layer; l++)
+    for (uint32_t slot = 0; slot < S; slot++) {
+      uint32_t b = slot - ig->slot0; /* wraps for slots before slot0 */
+      bool active = slot >= ig->slot0 && b < ig->B && rows[b].n > 0;
+      keep[2 * ((size_t)l * S + slot)] = 0;
+      keep[2 * ((size_t)l * S + slot) + 1] = active ? (int32_t)ig->cfg.n_kv_head : 0;
+    }
+}
+
+static const vkf_infer_variant linear_state = {
+    .name = "linear",
+    .recurrent = true,
+    .rows = lin_rows,
+    .declare_state = lin_declare,
+    .declare_inputs = lin_inputs,
+    .attend = lin_attend,
+    .fill = lin_fill,
 };
 
 const vkf_infer_variant *vkf_infer_variant_for(const vkf_gpt_config *cfg, uint32_t max_seq,
@@ -240,8 +381,7 @@ const vkf_infer_variant *vkf_infer_variant_for(const vkf_gpt_config *cfg, uint32
       return &sliding_ring;
     return &standard; /* with the window in the attention op */
   case VKF_ATTN_LINEAR:
-    *why = "linear attention has no recurrent decoding state yet";
-    return NULL;
+    return &linear_state;
   }
   *why = "unknown attention kind";
   return NULL;
@@ -283,8 +423,7 @@ vkf_status vkf_infer_build(vkf_env *env, const vkf_gpt_config *cfg, const vkf_in
   ig->rows = rows;
   ig->window = cfg->attention == VKF_ATTN_SLIDING ? cfg->sliding_window : 0;
   const vkf_gpt_config *c = &ig->cfg;
-  const uint32_t L = c->n_layer, C = c->d_model, Hq = c->n_head, Hkv = c->n_kv_head, D = C / Hq,
-                 N = B * T;
+  const uint32_t L = c->n_layer, N = B * T;
   ig->g = vkf_graph_create(env);
   ig->p.layers = vkf_calloc(env, L, sizeof(vkf_gpt_layer_params));
   ig->kc = vkf_calloc(env, L, sizeof(vkf_node));
@@ -300,30 +439,19 @@ vkf_status vkf_infer_build(vkf_env *env, const vkf_gpt_config *cfg, const vkf_in
     return st;
   g->arena_bytes[VKF_ARENA_GRADS] = 0; /* no gradients here */
   vkf_node params_all = vkf_g_arena_node(g, VKF_ARENA_PARAMS);
-  for (uint32_t l = 0; l < L; l++) {
-    int64_t cs[4] = {n_slots, rows, Hkv, D};
-    char name[48];
-    snprintf(name, sizeof(name), "cache.k.%u", l);
-    ig->kc[l] = vkf_g_input(g, name, VKF_DTYPE_F32, 4, cs);
-    snprintf(name, sizeof(name), "cache.v.%u", l);
-    ig->vc[l] = vkf_g_input(g, name, VKF_DTYPE_F32, 4, cs);
-  }
+  var->declare_state(ig);
   int64_t sBT[2] = {B, T}, sB2[2] = {B, 2}, sB = B;
   ig->tokens = vkf_g_input(g, "tokens", VKF_DTYPE_I32, 2, sBT);
   ig->positions = vkf_g_input(g, "positions", VKF_DTYPE_I32, 2, sBT);
   ig->where = vkf_g_input(g, "where", VKF_DTYPE_I32, 2, sB2);
-  ig->kv_lens = vkf_g_input(g, "kv_lens", VKF_DTYPE_I32, 1, &sB);
-  vkf_node last = ig->kv_lens;
   if (T > 1)
-    last = ig->gather = vkf_g_input(g, "gather", VKF_DTYPE_I32, 1, &sB);
-  if (var->mask_elems(B, T, rows)) {
-    int64_t sm[4] = {B, 1, T, rows};
-    last = ig->mask = vkf_g_input(g, "mask", VKF_DTYPE_F32, 4, sm);
-  }
+    ig->gather = vkf_g_input(g, "gather", VKF_DTYPE_I32, 1, &sB);
+  var->declare_inputs(ig);
   if ((st = vkf_graph_status(g)) != VKF_OK)
     return st;
+  /* the step inputs are the last INPUTS nodes: they end the arena */
   ig->in_begin = vkf_gn(g, ig->tokens)->offset;
-  ig->in_end = vkf_gn(g, last)->offset + vkf_gn(g, last)->bytes;
+  ig->in_end = g->arena_bytes[VKF_ARENA_INPUTS];
 
   vkf_node x = gather_rows(g, "embedding", ig->tokens, p->wte, N);
   if (c->positions == VKF_POS_LEARNED)
@@ -346,13 +474,14 @@ vkf_status vkf_infer_build(vkf_env *env, const vkf_gpt_config *cfg, const vkf_in
   return vkf_graph_status(g);
 }
 
+void *vkf_infer_at(const vkf_infer_graph *ig, void *dst, vkf_node n) {
+  return (char *)dst + (ig->g->nodes[n].offset - ig->in_begin);
+}
+
 void vkf_infer_fill(const vkf_infer_graph *ig, const vkf_infer_row *rows,
                     const int32_t *const *row_tokens, void *dst) {
-  const vkf_graph *g = ig->g;
-  char *base = dst;
-#define AT(node, type) ((type *)(void *)(base + (g->nodes[node].offset - ig->in_begin)))
-  int32_t *tok = AT(ig->tokens, int32_t), *pos = AT(ig->positions, int32_t),
-          *where = AT(ig->where, int32_t), *kvl = AT(ig->kv_lens, int32_t);
+  int32_t *tok = vkf_infer_at(ig, dst, ig->tokens), *pos = vkf_infer_at(ig, dst, ig->positions),
+          *where = vkf_infer_at(ig, dst, ig->where);
   const uint32_t T = ig->T;
   for (uint32_t b = 0; b < ig->B; b++) {
     const int32_t n = rows[b].n, pad = (int32_t)T - n, start = rows[b].pos0 - pad;
@@ -363,8 +492,7 @@ void vkf_infer_fill(const vkf_infer_graph *ig, const vkf_infer_row *rows,
     where[2 * b] = start;
     where[2 * b + 1] = n;
     if (ig->gather)
-      AT(ig->gather, int32_t)[b] = (int32_t)(b * T + T - 1);
+      ((int32_t *)vkf_infer_at(ig, dst, ig->gather))[b] = (int32_t)(b * T + T - 1);
   }
-  ig->var->fill(ig, rows, kvl, ig->mask ? AT(ig->mask, float) : NULL);
-#undef AT
+  ig->var->fill(ig, rows, dst);
 }

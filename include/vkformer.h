@@ -1265,8 +1265,17 @@ VKF_API vkf_status vkf_kv_cache_write(vkf_context *ctx, vkf_tensor k_cache, vkf_
  * n_kv_head heads: 2 * n_layer * n_kv_head * head_dim * 4 bytes per token
  * (grouped-query and multi-query models need n_head / n_kv_head times less).
  * Sliding-window models keep a ring of window + prefill_chunk rows when that
- * is shorter than max_seq. Linear-attention models are not supported yet
- * (VKF_ERROR_UNSUPPORTED).
+ * is shorter than max_seq. Linear-attention models ("linear") keep no cache:
+ * each sequence has a recurrent state of fixed size instead, per layer and
+ * kv head S | z of head_dim x (head_dim + 1) floats
+ * (vkf_linear_attention_desc): n_layer * n_kv_head * head_dim *
+ * (head_dim + 1) * 4 bytes per sequence whatever its length, and each
+ * decoding step costs the same at any position. Their prompts are fed in
+ * pieces of exact power-of-two lengths (a padding token would enter the
+ * state), so a prompt takes up to log2(prefill_chunk) more forwards than
+ * with a cache. If a step of a linear-attention model fails after it was
+ * submitted (a device error), the sequences it ran are emptied: their
+ * states may have moved.
  *
  * Several sessions may share one model (its weights are not copied); the
  * model must outlive them.
@@ -1306,11 +1315,14 @@ VKF_API vkf_gpt *vkf_session_model(const vkf_session *session);
 
 typedef struct vkf_session_info {
   uint32_t n_seq, max_seq, prefill_chunk, vocab_size;
-  uint32_t cache_rows;         /* rows per sequence and layer (max_seq, or the ring) */
-  uint64_t kv_bytes_per_token; /* per sequence, all layers */
-  uint64_t kv_bytes;           /* the whole cache */
-  uint64_t activation_bytes;   /* shared by every step */
-  const char *attention;       /* how attention decodes: "standard", "sliding-ring" */
+  uint32_t cache_rows;          /* rows per sequence and layer (max_seq, or the ring;
+                                   0 for a recurrent state) */
+  uint64_t kv_bytes_per_token;  /* per sequence, all layers (0 for a recurrent state) */
+  uint64_t kv_bytes;            /* the whole cache (or every sequence's state) */
+  uint64_t activation_bytes;    /* shared by every step */
+  const char *attention;        /* how attention decodes: "standard", "sliding-ring",
+                                   "linear" (a recurrent state) */
+  uint64_t state_bytes_per_seq; /* "linear": one sequence's state, all layers (else 0) */
 } vkf_session_info;
 VKF_API vkf_status vkf_session_info_get(const vkf_session *session, vkf_session_info *out);
 
@@ -1333,8 +1345,8 @@ VKF_API vkf_status vkf_session_append(vkf_session *session, uint32_t seq, const 
  * receives each one's next-token logits (may be NULL). */
 VKF_API vkf_status vkf_session_step(vkf_session *session, const uint32_t *seqs,
                                     const int32_t *tokens, uint32_t n, float *logits);
-/* Makes sequence dst a copy of sequence src (cache and tokens), e.g. to
- * sample several continuations of one prompt. */
+/* Makes sequence dst a copy of sequence src (cache or state, and tokens),
+ * e.g. to sample several continuations of one prompt. */
 VKF_API vkf_status vkf_session_fork(vkf_session *session, uint32_t src, uint32_t dst);
 
 /* Generation. */

@@ -9,7 +9,17 @@
  * rows with kv_lens against a T x T causal block, a prompt in padded
  * pieces), which changes summation orders: a few ulps per dot product of
  * length <= 4 d_model, through 2 layers, on logits of magnitude ~0.1 to 1.
- * Measured: at most ~1e-7 on both backends (Vulkan often 0). */
+ * Measured: at most ~1e-7 on both backends (Vulkan often 0).
+ *
+ * Linear attention ("linear": a recurrent state instead of a cache) is held
+ * to the same bound. The full forward runs the chunked kernel (64-token
+ * chunks: explicit phi(q) phi(k)^T products inside a chunk, the running
+ * state across), decoding adds one token's phi(k) (v, 1)^T to the state
+ * and reads it, and prompt pieces continue the chunked kernel from the
+ * state: the same sums in other orders, S and z accumulating up to ~200
+ * terms of similar sign (relative error ~n ulps), divided once per head
+ * (den = phi(q).z + 1e-6 > 0, well conditioned). Measured worst: printed
+ * at the end of each backend's run ("worst |got - ref|"). */
 #include "test_util.h"
 
 #include <math.h>
@@ -22,12 +32,33 @@
 #define ATOL 1e-5
 #define RTOL 1e-4
 
-enum { GPT2, LLAMA_GQA, LLAMA_MQA, SLIDING_RING, SLIDING_FULL, FLASH };
+enum {
+  GPT2,
+  LLAMA_GQA,
+  LLAMA_MQA,
+  SLIDING_RING,
+  SLIDING_FULL,
+  FLASH,
+  LINEAR_GPT2,        /* linear attention, GPT-2 layout (learned positions, fused QKV) */
+  LINEAR_GQA,         /* linear attention, Llama layout (RoPE, 2 kv heads of 4) */
+  LINEAR_MQA_LEARNED, /* linear attention, learned positions, 1 kv head */
+};
+
+static bool is_linear(int kind) {
+  return kind >= LINEAR_GPT2;
+}
+
+static double worst_abs; /* largest |got - ref| seen by expect_close */
 
 static vkf_gpt_config config_of(int kind) {
   vkf_gpt_config c = {
       .vocab_size = 61, .context_length = 40, .d_model = 48, .n_layer = 2, .n_head = 4, .bias = 1};
-  if (kind != GPT2 && kind != FLASH) {
+  if (is_linear(kind))
+    c.attention = VKF_ATTN_LINEAR;
+  if (kind == LINEAR_MQA_LEARNED)
+    c.n_kv_head = 1;
+  if (kind == LLAMA_GQA || kind == LLAMA_MQA || kind == SLIDING_RING || kind == SLIDING_FULL ||
+      kind == LINEAR_GQA) {
     c.n_kv_head = kind == LLAMA_MQA ? 1 : 2;
     c.norm = VKF_NORM_RMSNORM;
     c.mlp = VKF_MLP_SWIGLU;
@@ -46,7 +77,8 @@ static vkf_gpt_config config_of(int kind) {
 
 static const char *kind_name(int kind) {
   static const char *n[] = {"gpt2",         "llama-gqa",    "llama-mqa",
-                            "sliding-ring", "sliding-full", "flash"};
+                            "sliding-ring", "sliding-full", "flash",
+                            "linear-gpt2",  "linear-gqa",   "linear-mqa-learned"};
   return n[kind];
 }
 
@@ -59,11 +91,21 @@ static void tokens_of(int32_t *t, uint32_t n, uint32_t V, uint64_t seed) {
 
 static void expect_close(const char *what, const float *got, const float *ref, uint32_t n) {
   assert_int_equal(vkft_compare_f(what, got, ref, n, ATOL, RTOL), 0);
+  for (uint32_t i = 0; i < n; i++)
+    if (fabs((double)got[i] - ref[i]) > worst_abs)
+      worst_abs = fabs((double)got[i] - ref[i]);
 }
 
-/* Prompt of 11 tokens in pieces of <= 4 (padded pieces, several programs),
- * then every later token by decode steps; each step's logits against the
- * full forward over the sequence so far. */
+/* Recurrent state of one sequence, all layers, in bytes. */
+static uint64_t state_bytes(const vkf_gpt_config *c) {
+  uint64_t D = c->d_model / c->n_head, Hkv = c->n_kv_head ? c->n_kv_head : c->n_head;
+  return (uint64_t)c->n_layer * Hkv * D * (D + 1) * 4;
+}
+
+/* Prompt of 11 tokens in pieces of <= 4 (padded pieces, several programs;
+ * linear: exact pieces 4 + 4 + 2 + 1), then every later token by decode
+ * steps; each step's logits against the full forward over the sequence so
+ * far. */
 static void decode_vs_forward(vkf_context *ctx, int kind) {
   vkf_gpt_config c = config_of(kind);
   vkf_gpt *m;
@@ -75,9 +117,18 @@ static void decode_vs_forward(vkf_context *ctx, int kind) {
   VKFT_OK(vkf_session_create(m, &d, &s));
   vkf_session_info info;
   VKFT_OK(vkf_session_info_get(s, &info));
-  assert_string_equal(info.attention, kind == SLIDING_RING ? "sliding-ring" : "standard");
+  assert_string_equal(info.attention, kind == SLIDING_RING ? "sliding-ring"
+                                      : is_linear(kind)    ? "linear"
+                                                           : "standard");
   if (kind == SLIDING_RING)
     assert_int_equal(info.cache_rows, 6 + 4);
+  if (is_linear(kind)) {
+    assert_int_equal(info.cache_rows, 0);
+    assert_int_equal(info.kv_bytes_per_token, 0);
+    assert_int_equal(info.state_bytes_per_seq, state_bytes(&c));
+  } else {
+    assert_int_equal(info.state_bytes_per_seq, 0);
+  }
   const uint32_t V = c.vocab_size, N = c.context_length;
   int32_t tok[64];
   tokens_of(tok, N, V, 5);
@@ -96,11 +147,16 @@ static void decode_vs_forward(vkf_context *ctx, int kind) {
     expect_close(what, got, ref, V);
   }
   assert_int_equal(vkf_session_length(s, 0), N);
-  /* a second prompt appended to the sequence (a chat's next turn) */
+  /* a second prompt appended to the sequence (a chat's next turn), after a
+   * reset (linear: the state is zeroed, else the old tokens would count) */
   VKFT_OK(vkf_session_reset(s, 0));
-  VKFT_OK(vkf_session_append(s, 0, tok, 5, NULL));
-  VKFT_OK(vkf_session_append(s, 0, tok + 5, 9, got));
-  VKFT_OK(vkf_predictor_next(p, tok, 14, ref));
+  assert_int_equal(vkf_session_length(s, 0), 0);
+  VKFT_OK(vkf_session_append(s, 0, tok + 3, 5, got));
+  VKFT_OK(vkf_predictor_next(p, tok + 3, 5, ref));
+  snprintf(what, sizeof(what), "%s after reset", kind_name(kind));
+  expect_close(what, got, ref, V);
+  VKFT_OK(vkf_session_append(s, 0, tok + 8, 9, got));
+  VKFT_OK(vkf_predictor_next(p, tok + 3, 14, ref));
   snprintf(what, sizeof(what), "%s second turn", kind_name(kind));
   expect_close(what, got, ref, V);
   free(got);
@@ -110,22 +166,76 @@ static void decode_vs_forward(vkf_context *ctx, int kind) {
   vkf_gpt_destroy(m);
 }
 
-static void all_kinds(vkf_context *ctx) {
-  for (int k = GPT2; k <= FLASH; k++)
+/* Linear attention over a long prompt: 203 tokens with the default
+ * prefill_chunk (here the context, 208) go in exact pieces
+ * 128 + 64 + 8 + 2 + 1 (the 128-token piece spans two of
+ * the kernel's 64-token chunks); then decoding. And a prefill_chunk that is
+ * no power of two (6): 23 tokens = 6 + 6 + 6 + 4 + 1. RoPE, so max_seq and
+ * the context may be long. */
+static void linear_long_prompt(vkf_context *ctx) {
+  vkf_gpt_config c = config_of(LINEAR_GQA);
+  c.context_length = 208;
+  vkf_gpt *m;
+  VKFT_OK(vkf_gpt_create(ctx, &c, 23, &m));
+  vkf_predictor *p;
+  VKFT_OK(vkf_predictor_create(m, &p));
+  const uint32_t V = c.vocab_size, np = 203;
+  int32_t tok[208];
+  tokens_of(tok, 208, V, 31);
+  float *got = vkft_alloc(V), *ref = vkft_alloc(V);
+  char what[64];
+  vkf_session *s;
+  VKFT_OK(vkf_session_create(m, NULL, &s));
+  vkf_session_info info;
+  VKFT_OK(vkf_session_info_get(s, &info));
+  assert_int_equal(info.prefill_chunk, 208);
+  VKFT_OK(vkf_session_append(s, 0, tok, np, got));
+  VKFT_OK(vkf_predictor_next(p, tok, np, ref));
+  expect_close("linear 203-token prompt", got, ref, V);
+  for (uint32_t i = np; i < 208; i++) {
+    uint32_t seq = 0;
+    VKFT_OK(vkf_session_step(s, &seq, &tok[i], 1, got));
+    VKFT_OK(vkf_predictor_next(p, tok, i + 1, ref));
+    snprintf(what, sizeof(what), "linear long step at %u", i);
+    expect_close(what, got, ref, V);
+  }
+  vkf_session_destroy(s);
+  vkf_session_desc d = {.prefill_chunk = 6, .max_seq = 40};
+  VKFT_OK(vkf_session_create(m, &d, &s));
+  VKFT_OK(vkf_session_append(s, 0, tok, 23, got));
+  VKFT_OK(vkf_predictor_next(p, tok, 23, ref));
+  expect_close("linear chunk 6", got, ref, V);
+  vkf_session_destroy(s);
+  free(got);
+  free(ref);
+  vkf_predictor_destroy(p);
+  vkf_gpt_destroy(m);
+}
+
+static void all_kinds(vkf_context *ctx, const char *backend) {
+  worst_abs = 0;
+  for (int k = GPT2; k < LINEAR_GPT2; k++)
     decode_vs_forward(ctx, k);
+  double worst_cache = worst_abs;
+  worst_abs = 0;
+  for (int k = LINEAR_GPT2; k <= LINEAR_MQA_LEARNED; k++)
+    decode_vs_forward(ctx, k);
+  linear_long_prompt(ctx);
+  printf("%s: worst |got - ref|: %.3g with caches, %.3g with linear attention's state\n", backend,
+         worst_cache, worst_abs);
 }
 
 static void test_decode_matches_forward_cpu(void **state) {
   (void)state;
   vkf_context *ctx = vkft_cpu();
-  all_kinds(ctx);
+  all_kinds(ctx, "CPU");
   vkft_destroy(ctx);
 }
 
 static void test_decode_matches_forward_vulkan(void **state) {
   (void)state;
   vkf_context *ctx = vkft_vulkan();
-  all_kinds(ctx);
+  all_kinds(ctx, "Vulkan");
   vkft_destroy(ctx);
 }
 
@@ -190,12 +300,79 @@ static void batched(vkf_context *ctx, int kind) {
   vkf_gpt_destroy(m);
 }
 
+/* Linear attention's state slots: a reset sequence's state is zeroed
+ * before its next token, a fork of a reset sequence is empty too, a fork
+ * over a sequence with content replaces it, and the slots a batched step
+ * leaves idle keep their states (the step advances copies and writes back
+ * only the active rows). Each against its own full forward. */
+static void linear_slots(vkf_context *ctx) {
+  vkf_gpt_config c = config_of(LINEAR_GQA);
+  vkf_gpt *m;
+  VKFT_OK(vkf_gpt_create(ctx, &c, 17, &m));
+  vkf_predictor *p;
+  VKFT_OK(vkf_predictor_create(m, &p));
+  vkf_session_desc d = {.n_seq = 3, .prefill_chunk = 8};
+  vkf_session *s;
+  VKFT_OK(vkf_session_create(m, &d, &s));
+  const uint32_t V = c.vocab_size;
+  int32_t a[40], b[40], cc[40];
+  tokens_of(a, 40, V, 41);
+  tokens_of(b, 40, V, 42);
+  tokens_of(cc, 40, V, 43);
+  float *got = vkft_alloc(2 * V), *ref = vkft_alloc(V);
+  VKFT_OK(vkf_session_append(s, 0, a, 7, NULL));
+  VKFT_OK(vkf_session_append(s, 1, b, 12, NULL));
+  VKFT_OK(vkf_session_append(s, 2, cc, 5, NULL));
+  VKFT_OK(vkf_session_reset(s, 0));
+  VKFT_OK(vkf_session_fork(s, 0, 1)); /* 1 becomes empty: its state too */
+  assert_int_equal(vkf_session_length(s, 1), 0);
+  VKFT_OK(vkf_session_append(s, 1, cc, 6, got));
+  VKFT_OK(vkf_predictor_next(p, cc, 6, ref));
+  expect_close("linear: fork of a reset sequence", got, ref, V);
+  VKFT_OK(vkf_session_append(s, 0, a, 3, got));
+  VKFT_OK(vkf_predictor_next(p, a, 3, ref));
+  expect_close("linear: after reset", got, ref, V);
+  /* 0 and 1 step together, 2 idle */
+  uint32_t seqs[2] = {1, 0};
+  int32_t next[2] = {cc[6], a[3]};
+  VKFT_OK(vkf_session_step(s, seqs, next, 2, got));
+  VKFT_OK(vkf_predictor_next(p, cc, 7, ref));
+  expect_close("linear: batched, seq 1", got, ref, V);
+  VKFT_OK(vkf_predictor_next(p, a, 4, ref));
+  expect_close("linear: batched, seq 0", got + V, ref, V);
+  uint32_t two = 2;
+  VKFT_OK(vkf_session_step(s, &two, &cc[5], 1, got)); /* 2 held cc[0..5) all along */
+  VKFT_OK(vkf_predictor_next(p, cc, 6, ref));
+  expect_close("linear: idle in the batched step", got, ref, V);
+  /* fork over content: 0 becomes a copy of 2 (cc[0..6)); both go on */
+  VKFT_OK(vkf_session_fork(s, 2, 0));
+  assert_int_equal(vkf_session_length(s, 0), 6);
+  int32_t alt[8];
+  memcpy(alt, cc, 6 * sizeof(int32_t));
+  alt[6] = (cc[6] + 1) % (int32_t)V;
+  seqs[0] = 0, seqs[1] = 2;
+  next[0] = alt[6], next[1] = cc[6];
+  VKFT_OK(vkf_session_step(s, seqs, next, 2, got));
+  VKFT_OK(vkf_predictor_next(p, alt, 7, ref));
+  expect_close("linear: fork over content, copy", got, ref, V);
+  VKFT_OK(vkf_predictor_next(p, cc, 7, ref));
+  expect_close("linear: fork over content, source", got + V, ref, V);
+  free(got);
+  free(ref);
+  vkf_session_destroy(s);
+  vkf_predictor_destroy(p);
+  vkf_gpt_destroy(m);
+}
+
 static void test_batched_decode_cpu(void **state) {
   (void)state;
   vkf_context *ctx = vkft_cpu();
   batched(ctx, GPT2);
   batched(ctx, LLAMA_GQA);
   batched(ctx, SLIDING_RING);
+  batched(ctx, LINEAR_GQA);
+  batched(ctx, LINEAR_MQA_LEARNED);
+  linear_slots(ctx);
   vkft_destroy(ctx);
 }
 
@@ -204,6 +381,9 @@ static void test_batched_decode_vulkan(void **state) {
   vkf_context *ctx = vkft_vulkan();
   batched(ctx, GPT2);
   batched(ctx, SLIDING_RING);
+  batched(ctx, LINEAR_GQA);
+  batched(ctx, LINEAR_GPT2);
+  linear_slots(ctx);
   vkft_destroy(ctx);
 }
 
@@ -340,10 +520,103 @@ static void generation(vkf_context *ctx) {
   vkf_gpt_destroy(m);
 }
 
+/* tok is the argmax of the full forward's logits after seq[0..n), or ties
+ * with it (a gap within 1e-4, where float rounding may pick either). */
+static void expect_argmax(vkf_predictor *p, const int32_t *seq, uint32_t n, int32_t tok,
+                          uint32_t V) {
+  float lg[64];
+  VKFT_OK(vkf_predictor_next(p, seq, n, lg));
+  int32_t best = 0;
+  for (int32_t v = 1; v < (int32_t)V; v++)
+    if (lg[v] > lg[best])
+      best = v;
+  if (best != tok) {
+    printf("after %u tokens: greedy %d, full forward %d (gap %.3g)\n", n, tok, best,
+           (double)(lg[best] - lg[tok]));
+    assert_true(lg[best] - lg[tok] <= 1e-4f);
+  }
+}
+
+/* Generation with linear attention: best-of-N (one prefill of the shared
+ * prompt, forked to the other requests, all decoded in batched steps with
+ * slot 0 idle), seeded reproducibility, greedy against the full forward, and
+ * a chat's second turn (CONTINUE: the last generated token, still pending,
+ * and the new prompt are fed together in exact pieces). */
+static void linear_generation(vkf_context *ctx) {
+  vkf_gpt_config c = config_of(LINEAR_GQA);
+  vkf_gpt *m;
+  VKFT_OK(vkf_gpt_create(ctx, &c, 29, &m));
+  vkf_session_desc d = {.n_seq = 4, .prefill_chunk = 8};
+  vkf_session *s;
+  VKFT_OK(vkf_session_create(m, &d, &s));
+  const uint32_t V = c.vocab_size;
+  int32_t prompt[10], turn2[5];
+  tokens_of(prompt, 10, V, 78);
+  tokens_of(turn2, 5, V, 79);
+  vkf_generate_request r[3];
+  memset(r, 0, sizeof(r));
+  int32_t out[3][16];
+  for (int i = 0; i < 3; i++) {
+    r[i].prompt = prompt;
+    r[i].n_prompt = 10;
+    r[i].seq = (uint32_t)(3 - i); /* sequences 3, 2, 1; 0 stays idle */
+    r[i].sample = (vkf_sample_desc){.temperature = 1.0f, .top_k = 20};
+    r[i].seed = 200 + (uint64_t)i;
+    r[i].max_new_tokens = 12;
+    r[i].out = out[i];
+    r[i].out_cap = 16;
+  }
+  r[2].sample = (vkf_sample_desc){0}; /* greedy */
+  VKFT_OK(vkf_session_generate(s, r, 3, NULL, NULL));
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(r[i].stop, VKF_STOP_MAX_TOKENS);
+    assert_int_equal(r[i].n_generated, 12);
+    assert_int_equal(vkf_session_length(s, r[i].seq), 22);
+  }
+  vkf_session_stats st;
+  VKFT_OK(vkf_session_stats_get(s, &st));
+  assert_int_equal(st.prompt_tokens, 10); /* one prefill, forked to the others */
+  assert_int_equal(st.decode_steps, 11);
+  int32_t first[3][16];
+  memcpy(first, out, sizeof(out));
+  VKFT_OK(vkf_session_generate(s, r, 3, NULL, NULL)); /* reproducible */
+  assert_memory_equal(first, out, sizeof(out));
+  assert_true(memcmp(out[0], out[1], 12 * sizeof(int32_t)) != 0);
+  vkf_predictor *p;
+  VKFT_OK(vkf_predictor_create(m, &p));
+  int32_t seq[40];
+  memcpy(seq, prompt, sizeof(prompt));
+  memcpy(seq + 10, out[2], 12 * sizeof(int32_t));
+  for (uint32_t i = 0; i < 12; i++)
+    expect_argmax(p, seq, 10 + i, out[2][i], V);
+  /* second turn on the greedy sequence */
+  vkf_generate_request g = r[2];
+  g.prompt = turn2;
+  g.n_prompt = 5;
+  g.flags = VKF_GENERATE_CONTINUE;
+  g.max_new_tokens = 6;
+  int32_t more[8];
+  g.out = more;
+  g.out_cap = 8;
+  VKFT_OK(vkf_session_generate(s, &g, 1, NULL, NULL));
+  assert_int_equal(g.n_generated, 6);
+  assert_int_equal(vkf_session_length(s, g.seq), 22 + 5 + 6);
+  VKFT_OK(vkf_session_stats_get(s, &st));
+  assert_int_equal(st.prompt_tokens, 6); /* the pending reply token and the new prompt */
+  memcpy(seq + 22, turn2, sizeof(turn2));
+  memcpy(seq + 27, more, 6 * sizeof(int32_t));
+  for (uint32_t i = 0; i < 6; i++)
+    expect_argmax(p, seq, 27 + i, more[i], V);
+  vkf_predictor_destroy(p);
+  vkf_session_destroy(s);
+  vkf_gpt_destroy(m);
+}
+
 static void test_generate_cpu(void **state) {
   (void)state;
   vkf_context *ctx = vkft_cpu();
   generation(ctx);
+  linear_generation(ctx);
   vkft_destroy(ctx);
 }
 
@@ -351,6 +624,7 @@ static void test_generate_vulkan(void **state) {
   (void)state;
   vkf_context *ctx = vkft_vulkan();
   generation(ctx);
+  linear_generation(ctx);
   vkft_destroy(ctx);
 }
 
@@ -455,7 +729,7 @@ static void test_cancel_from_another_thread(void **state) {
   vkft_destroy(ctx);
 }
 
-/* ---- memory: the cache follows n_kv_head ---- */
+/* ---- memory: the cache follows n_kv_head; a linear state is fixed ---- */
 static void test_cache_size(void **state) {
   (void)state;
   vkf_context *ctx = vkft_cpu();
@@ -473,6 +747,28 @@ static void test_cache_size(void **state) {
     assert_int_equal(info.kv_bytes_per_token, expect[i]);
     assert_true(info.kv_bytes >= expect[i] * 3 * 32);
     assert_true(info.kv_bytes < expect[i] * 3 * 32 + 256 * 2 * c.n_layer);
+    vkf_memory_stats ms;
+    VKFT_OK(vkf_memory_stats_get(ctx, &ms));
+    assert_true(ms.device_bytes_used >= info.kv_bytes + info.activation_bytes);
+    vkf_session_destroy(s);
+    vkf_gpt_destroy(m);
+  }
+  /* linear attention: a fixed state per sequence, whatever max_seq:
+   * n_layer * n_kv_head * D * (D + 1) floats (GQA: 2 kv heads, D = 12) */
+  const uint64_t per_seq = 2ull * 2 * 12 * 13 * 4;
+  for (uint32_t max_seq = 8; max_seq <= 512; max_seq *= 8) {
+    vkf_gpt_config c = config_of(LINEAR_GQA);
+    vkf_gpt *m;
+    VKFT_OK(vkf_gpt_create(ctx, &c, 1, &m));
+    vkf_session_desc d = {.n_seq = 3, .max_seq = max_seq};
+    vkf_session *s;
+    VKFT_OK(vkf_session_create(m, &d, &s));
+    vkf_session_info info;
+    VKFT_OK(vkf_session_info_get(s, &info));
+    assert_int_equal(info.state_bytes_per_seq, per_seq);
+    assert_int_equal(info.kv_bytes_per_token, 0);
+    assert_int_equal(info.cache_rows, 0);
+    assert_true(info.kv_bytes >= per_seq * 3 && info.kv_bytes < per_seq * 3 + 256);
     vkf_memory_stats ms;
     VKFT_OK(vkf_memory_stats_get(ctx, &ms));
     assert_true(ms.device_bytes_used >= info.kv_bytes + info.activation_bytes);
@@ -550,12 +846,30 @@ static void test_errors(void **state) {
   assert_int_equal(vkf_session_length(s, 0), 16); /* untouched */
   vkf_session_destroy(s);
 
-  /* linear attention: no decoding state yet */
-  vkf_gpt_config lc = config_of(GPT2);
-  lc.attention = VKF_ATTN_LINEAR;
+  /* linear attention: the same limits; a refused call leaves the state as
+   * it was (the next append continues from the tokens before it) */
+  vkf_gpt_config lc = config_of(LINEAR_GPT2);
   vkf_gpt *lm;
   VKFT_OK(vkf_gpt_create(ctx, &lc, 1, &lm));
-  assert_int_equal(vkf_session_create(lm, NULL, &s), VKF_ERROR_UNSUPPORTED);
+  assert_int_equal(vkf_session_create(lm, &too_long, &s), VKF_ERROR_INVALID_ARGUMENT);
+  assert_null(s);
+  VKFT_OK(vkf_session_create(lm, &d, &s));
+  vkf_predictor *lp;
+  VKFT_OK(vkf_predictor_create(lm, &lp));
+  int32_t u[16];
+  tokens_of(u, 16, lc.vocab_size, 3);
+  VKFT_OK(vkf_session_append(s, 0, u, 6, NULL));
+  u[8] = (int32_t)lc.vocab_size;
+  assert_int_equal(vkf_session_append(s, 0, u + 6, 4, lg), VKF_ERROR_INVALID_ARGUMENT);
+  u[8] = 5;
+  assert_int_equal(vkf_session_append(s, 0, u + 6, 11, lg), VKF_ERROR_INVALID_ARGUMENT);
+  assert_int_equal(vkf_session_length(s, 0), 6);
+  VKFT_OK(vkf_session_append(s, 0, u + 6, 4, lg));
+  float lref[64];
+  VKFT_OK(vkf_predictor_next(lp, u, 10, lref));
+  expect_close("linear after refused appends", lg, lref, lc.vocab_size);
+  vkf_predictor_destroy(lp);
+  vkf_session_destroy(s);
   vkf_gpt_destroy(lm);
 
   /* checkpoints: missing, not safetensors, safetensors without a model */
