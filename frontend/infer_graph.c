@@ -80,18 +80,25 @@ static void cache_views(vkf_infer_graph *ig, uint32_t l, vkf_node *k, vkf_node *
   *v = vkf_g_view(ig->g, ig->vc[l], off, "cache.v.slots", 4, shape);
 }
 
-static void kv_write_step(vkf_infer_graph *ig, vkf_node kc, vkf_node vc, vkf_node k, vkf_node v,
-                          uint32_t flags) {
-  const uint32_t W = ig->cfg.n_kv_head * (ig->cfg.d_model / ig->cfg.n_head);
+/* A kv_write step: rows of k and v into kc and vc as `where` says. */
+static void kv_write_node(vkf_graph *g, vkf_node kc, vkf_node vc, vkf_node k, vkf_node v,
+                          vkf_node where, vkf_kv_write_params p) {
   vkf_gstep s = {.kind = VKF_OP_KV_WRITE, .n = 5, .writes = 3, .reads = 0x1c};
   s.t[0].node = kc;
   s.t[1].node = vc;
   s.t[2].node = k;
   s.t[3].node = v;
-  s.t[4].node = ig->where;
-  s.p.kv_write = (vkf_kv_write_params){
-      .B = ig->B, .T = ig->T, .rows = ig->rows, .Wk = W, .Wv = W, .flags = flags};
-  vkf_g_step(ig->g, &s);
+  s.t[4].node = where;
+  s.p.kv_write = p;
+  vkf_g_step(g, &s);
+}
+
+static void kv_write_step(vkf_infer_graph *ig, vkf_node kc, vkf_node vc, vkf_node k, vkf_node v,
+                          uint32_t flags) {
+  const uint32_t W = ig->cfg.n_kv_head * (ig->cfg.d_model / ig->cfg.n_head);
+  kv_write_node(ig->g, kc, vc, k, v, ig->where,
+                (vkf_kv_write_params){
+                    .B = ig->B, .T = ig->T, .rows = ig->rows, .Wk = W, .Wv = W, .flags = flags});
 }
 
 /* out = attention of q over the slots' cache rows; P materialised (standard
@@ -316,15 +323,9 @@ static void lin_write_back(vkf_infer_graph *ig) {
   vkf_node sink_src = vkf_g_view(g, ig->scratch, 0, "scratch.first", 3, s1);
   if (vkf_graph_status(g) != VKF_OK)
     return;
-  vkf_gstep s = {.kind = VKF_OP_KV_WRITE, .n = 5, .writes = 3, .reads = 0x1c};
-  s.t[0].node = dst;
-  s.t[1].node = sink;
-  s.t[2].node = src;
-  s.t[3].node = sink_src;
-  s.t[4].node = ig->keep;
-  s.p.kv_write = (vkf_kv_write_params){
-      .B = (uint32_t)NB, .T = Hkv, .rows = Hkv, .Wk = D * (D + 1), .Wv = 1, .flags = 0};
-  vkf_g_step(g, &s);
+  kv_write_node(
+      g, dst, sink, src, sink_src, ig->keep,
+      (vkf_kv_write_params){.B = (uint32_t)NB, .T = Hkv, .rows = Hkv, .Wk = D * (D + 1), .Wv = 1});
 }
 
 static vkf_node lin_attend(vkf_infer_graph *ig, uint32_t l, vkf_node q, vkf_node k, vkf_node v) {
