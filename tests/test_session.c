@@ -102,19 +102,37 @@ static uint64_t state_bytes(const vkf_gpt_config *c) {
   return (uint64_t)c->n_layer * Hkv * D * (D + 1) * 4;
 }
 
+/* A model of `kind`, its full-forward predictor and a session on it. */
+typedef struct fixture {
+  vkf_gpt_config c;
+  vkf_gpt *m;
+  vkf_predictor *p;
+  vkf_session *s;
+} fixture;
+
+static fixture fixture_open(vkf_context *ctx, int kind, uint64_t seed, vkf_session_desc d) {
+  fixture f = {.c = config_of(kind)};
+  VKFT_OK(vkf_gpt_create(ctx, &f.c, seed, &f.m));
+  VKFT_OK(vkf_predictor_create(f.m, &f.p));
+  VKFT_OK(vkf_session_create(f.m, &d, &f.s));
+  return f;
+}
+
+static void fixture_close(fixture *f) {
+  vkf_session_destroy(f->s);
+  vkf_predictor_destroy(f->p);
+  vkf_gpt_destroy(f->m);
+}
+
 /* Prompt of 11 tokens in pieces of <= 4 (padded pieces, several programs;
  * linear: exact pieces 4 + 4 + 2 + 1), then every later token by decode
  * steps; each step's logits against the full forward over the sequence so
  * far. */
 static void decode_vs_forward(vkf_context *ctx, int kind) {
-  vkf_gpt_config c = config_of(kind);
-  vkf_gpt *m;
-  VKFT_OK(vkf_gpt_create(ctx, &c, 11 + kind, &m));
-  vkf_predictor *p;
-  VKFT_OK(vkf_predictor_create(m, &p));
-  vkf_session_desc d = {.prefill_chunk = 4};
-  vkf_session *s;
-  VKFT_OK(vkf_session_create(m, &d, &s));
+  fixture f = fixture_open(ctx, kind, 11 + (uint64_t)kind, (vkf_session_desc){.prefill_chunk = 4});
+  const vkf_gpt_config c = f.c;
+  vkf_predictor *p = f.p;
+  vkf_session *s = f.s;
   vkf_session_info info;
   VKFT_OK(vkf_session_info_get(s, &info));
   assert_string_equal(info.attention, kind == SLIDING_RING ? "sliding-ring"
@@ -161,9 +179,7 @@ static void decode_vs_forward(vkf_context *ctx, int kind) {
   expect_close(what, got, ref, V);
   free(got);
   free(ref);
-  vkf_session_destroy(s);
-  vkf_predictor_destroy(p);
-  vkf_gpt_destroy(m);
+  fixture_close(&f);
 }
 
 /* Linear attention over a long prompt: 203 tokens with the default
@@ -242,14 +258,10 @@ static void test_decode_matches_forward_vulkan(void **state) {
 /* Three sequences of different lengths decoded together (and in subsets,
  * which use other programs), each against its own full forward. */
 static void batched(vkf_context *ctx, int kind) {
-  vkf_gpt_config c = config_of(kind);
-  vkf_gpt *m;
-  VKFT_OK(vkf_gpt_create(ctx, &c, 3, &m));
-  vkf_predictor *p;
-  VKFT_OK(vkf_predictor_create(m, &p));
-  vkf_session_desc d = {.n_seq = 3, .prefill_chunk = 8};
-  vkf_session *s;
-  VKFT_OK(vkf_session_create(m, &d, &s));
+  fixture f = fixture_open(ctx, kind, 3, (vkf_session_desc){.n_seq = 3, .prefill_chunk = 8});
+  const vkf_gpt_config c = f.c;
+  vkf_predictor *p = f.p;
+  vkf_session *s = f.s;
   const uint32_t V = c.vocab_size;
   int32_t tok[3][40];
   uint32_t len[3] = {3, 9, 1};
@@ -295,9 +307,7 @@ static void batched(vkf_context *ctx, int kind) {
   }
   free(got);
   free(ref);
-  vkf_session_destroy(s);
-  vkf_predictor_destroy(p);
-  vkf_gpt_destroy(m);
+  fixture_close(&f);
 }
 
 /* Linear attention's state slots: a reset sequence's state is zeroed
@@ -306,14 +316,10 @@ static void batched(vkf_context *ctx, int kind) {
  * leaves idle keep their states (the step advances copies and writes back
  * only the active rows). Each against its own full forward. */
 static void linear_slots(vkf_context *ctx) {
-  vkf_gpt_config c = config_of(LINEAR_GQA);
-  vkf_gpt *m;
-  VKFT_OK(vkf_gpt_create(ctx, &c, 17, &m));
-  vkf_predictor *p;
-  VKFT_OK(vkf_predictor_create(m, &p));
-  vkf_session_desc d = {.n_seq = 3, .prefill_chunk = 8};
-  vkf_session *s;
-  VKFT_OK(vkf_session_create(m, &d, &s));
+  fixture f = fixture_open(ctx, LINEAR_GQA, 17, (vkf_session_desc){.n_seq = 3, .prefill_chunk = 8});
+  const vkf_gpt_config c = f.c;
+  vkf_predictor *p = f.p;
+  vkf_session *s = f.s;
   const uint32_t V = c.vocab_size;
   int32_t a[40], b[40], cc[40];
   tokens_of(a, 40, V, 41);
@@ -359,9 +365,7 @@ static void linear_slots(vkf_context *ctx) {
   expect_close("linear: fork over content, source", got + V, ref, V);
   free(got);
   free(ref);
-  vkf_session_destroy(s);
-  vkf_predictor_destroy(p);
-  vkf_gpt_destroy(m);
+  fixture_close(&f);
 }
 
 static void test_batched_decode_cpu(void **state) {
