@@ -392,6 +392,25 @@ static void test_batched_decode_vulkan(void **state) {
 }
 
 /* ---- generation ---- */
+/* Three requests for the same 10-token prompt on sequences 3, 2, 1: the
+ * first two sampled (temperature 1, top-k 20, seeds seed0 + i), the third
+ * greedy; 12 new tokens each, stored in out[i * cap ..]. */
+static void three_requests(vkf_generate_request r[3], const int32_t *prompt, uint64_t seed0,
+                           int32_t *out, uint32_t cap) {
+  memset(r, 0, 3 * sizeof(*r));
+  for (int i = 0; i < 3; i++) {
+    r[i].prompt = prompt;
+    r[i].n_prompt = 10;
+    r[i].seq = (uint32_t)(3 - i);
+    r[i].sample = (vkf_sample_desc){.temperature = 1.0f, .top_k = 20};
+    r[i].seed = seed0 + (uint64_t)i;
+    r[i].max_new_tokens = 12;
+    r[i].out = out + (size_t)i * cap;
+    r[i].out_cap = cap;
+  }
+  r[2].sample = (vkf_sample_desc){0}; /* greedy */
+}
+
 typedef struct collect {
   int32_t tok[4][64];
   uint32_t n[4];
@@ -428,19 +447,8 @@ static void generation(vkf_context *ctx) {
   int32_t prompt[10];
   tokens_of(prompt, 10, c.vocab_size, 77);
   vkf_generate_request r[3];
-  memset(r, 0, sizeof(r));
   int32_t out[3][40];
-  for (int i = 0; i < 3; i++) {
-    r[i].prompt = prompt;
-    r[i].n_prompt = 10;
-    r[i].seq = (uint32_t)(2 - i) + 1; /* sequences 3, 2, 1 */
-    r[i].sample = (vkf_sample_desc){.temperature = 1.0f, .top_k = 20};
-    r[i].seed = 100 + (uint64_t)i;
-    r[i].max_new_tokens = 12;
-    r[i].out = out[i];
-    r[i].out_cap = 40;
-  }
-  r[2].sample = (vkf_sample_desc){0}; /* greedy */
+  three_requests(r, prompt, 100, &out[0][0], 40);
   collect col = {.stop_at = -1, .cancel_at = -1};
   VKFT_OK(vkf_session_generate(s, r, 3, on_token, &col));
   for (int i = 0; i < 3; i++) {
@@ -558,19 +566,8 @@ static void linear_generation(vkf_context *ctx) {
   tokens_of(prompt, 10, V, 78);
   tokens_of(turn2, 5, V, 79);
   vkf_generate_request r[3];
-  memset(r, 0, sizeof(r));
   int32_t out[3][16];
-  for (int i = 0; i < 3; i++) {
-    r[i].prompt = prompt;
-    r[i].n_prompt = 10;
-    r[i].seq = (uint32_t)(3 - i); /* sequences 3, 2, 1; 0 stays idle */
-    r[i].sample = (vkf_sample_desc){.temperature = 1.0f, .top_k = 20};
-    r[i].seed = 200 + (uint64_t)i;
-    r[i].max_new_tokens = 12;
-    r[i].out = out[i];
-    r[i].out_cap = 16;
-  }
-  r[2].sample = (vkf_sample_desc){0}; /* greedy */
+  three_requests(r, prompt, 200, &out[0][0], 16); /* sequence 0 stays idle */
   VKFT_OK(vkf_session_generate(s, r, 3, NULL, NULL));
   for (int i = 0; i < 3; i++) {
     assert_int_equal(r[i].stop, VKF_STOP_MAX_TOKENS);
