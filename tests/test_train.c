@@ -396,16 +396,28 @@ static void resume(vkf_context *(*make)(void), const vkf_gpt_config *cfg) {
   vkft_destroy(ctx);
 }
 
+/* Every attention variant resumes exactly: flash, sliding window (7 < T)
+ * and linear attention on the Llama-style model. */
+static void resume_all(vkf_context *(*make)(void)) {
+  resume(make, &gpt2);
+  resume(make, &llama);
+  const vkf_attn_kind kinds[3] = {VKF_ATTN_FLASH, VKF_ATTN_SLIDING, VKF_ATTN_LINEAR};
+  for (int i = 0; i < 3; i++) {
+    vkf_gpt_config c = llama;
+    c.attention = kinds[i];
+    c.sliding_window = kinds[i] == VKF_ATTN_SLIDING ? 7 : 0;
+    resume(make, &c);
+  }
+}
+
 static void test_resume_cpu(void **state) {
   (void)state;
-  resume(vkft_cpu, &gpt2);
-  resume(vkft_cpu, &llama);
+  resume_all(vkft_cpu);
 }
 
 static void test_resume_vulkan(void **state) {
   (void)state;
-  resume(vkft_vulkan, &gpt2);
-  resume(vkft_vulkan, &llama);
+  resume_all(vkft_vulkan);
 }
 
 /* A checkpoint is backend-independent: saved on the CPU, resumed on Vulkan,
