@@ -10,9 +10,19 @@ struct vkf_buffer {
   uint64_t bytes;
 };
 
+/* How matmul runs (gemm.c: vkf_cpu_gemm_pick). */
+typedef enum vkf_cpu_gemm_path {
+  VKF_CPU_GEMM_PORTABLE, /* matmul.c's blocked kernel */
+  VKF_CPU_GEMM_BLAS,     /* CBLAS sgemm (OpenBLAS) */
+  VKF_CPU_GEMM_AVX2,     /* gemm.c, AVX2 + FMA kernels */
+  VKF_CPU_GEMM_AVX512,   /* gemm.c, AVX-512 kernels */
+} vkf_cpu_gemm_path;
+
 typedef struct vkf_cpu {
   vkf_backend base;
   vkf_pool *pool;
+  void *scratch; /* ops' working memory (packed matmul operands), kept between ops */
+  size_t scratch_bytes;
   uint64_t bytes_used, bytes_peak;
   uint64_t memory_limit; /* 0 = none */
   uint32_t buffers;
@@ -83,6 +93,13 @@ vkf_status vkf_cpu_clip_grads(vkf_cpu *cpu, const vkf_op *op);
 /* ---- infer ---- */
 vkf_status vkf_cpu_kv_write(vkf_cpu *cpu, const vkf_op *op);
 vkf_status vkf_cpu_matvec(vkf_cpu *cpu, const vkf_op *op);
+
+/* The best path on this CPU, or the one VKF_CPU_GEMM forces. */
+vkf_cpu_gemm_path vkf_cpu_gemm_pick(void);
+/* c = alpha * op(a) . op(b) (+ beta * c) (+ bias) with gemm.c's packed
+ * kernels (path AVX2 or AVX512); uses cpu->scratch. */
+vkf_status vkf_cpu_gemm(vkf_cpu *cpu, vkf_cpu_gemm_path path, const vkf_matmul_params *p, float *c,
+                        const float *a, const float *b, const float *bias);
 
 /* Matmul on raw pointers (used by other CPU ops too). */
 void vkf_cpu_matmul_f32(vkf_pool *pool, const vkf_matmul_params *p, float *c, const float *a,

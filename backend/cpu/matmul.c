@@ -217,6 +217,11 @@ void vkf_cpu_matmul_f32(vkf_pool *pool, const vkf_matmul_params *p, float *c, co
 #endif
 
 vkf_status vkf_cpu_matmul(vkf_cpu *cpu, const vkf_op *op) {
+  vkf_cpu_gemm_path path = vkf_cpu_gemm_pick();
+  if (path == VKF_CPU_GEMM_AVX2 || path == VKF_CPU_GEMM_AVX512)
+    return vkf_cpu_gemm(cpu, path, &op->p.matmul, vkf_cpu_f32(op, 0), vkf_cpu_f32(op, 1),
+                        vkf_cpu_f32(op, 2),
+                        (op->p.matmul.flags & VKF_MM_BIAS) ? vkf_cpu_f32(op, 3) : NULL);
   vkf_cpu_matmul_f32(cpu->pool, &op->p.matmul, vkf_cpu_f32(op, 0), vkf_cpu_f32(op, 1),
                      vkf_cpu_f32(op, 2),
                      (op->p.matmul.flags & VKF_MM_BIAS) ? vkf_cpu_f32(op, 3) : NULL);

@@ -1,0 +1,358 @@
+/* The CPU backend's own matmul: a packed GEMM with AVX-512 and AVX2+FMA
+ * register kernels picked at run time (gemm_isa.h), parallel on the
+ * backend's pool.
+ *
+ * c[M, N] = alpha * op(a) . op(b) (+ beta * c) (+ bias), row-major.
+ *
+ * op(b) is packed once per product into panels of NR columns ([k][NR]
+ * floats, zero-padded past N) in the backend's scratch; op(a) is read in
+ * place (rows of 6 at a time: six row offsets and a k stride cover both
+ * layouts). K is cut into blocks of KC: for each block, the register kernel
+ * sums A(r, k) * B(k, j) over the block in k order into a 6 x NR block of
+ * accumulators started from 0, and the block is then added to c (the first
+ * block also applies beta and the bias). So every element of c is computed
+ * by the same operations in the same order whatever the tiles, the tasks or
+ * the thread count: results depend only on the shape and the instruction
+ * set's FMA (both kernels fuse; they give the same bits).
+ *
+ * Work items of one product: first the B panels (packing), then the tiles of
+ * c (rows x panels). The pool hands out items in increasing order, so a tile
+ * waits at most for panels another running thread is packing (a per-panel
+ * ready flag, then sched_yield).
+ *
+ * VKF_CPU_GEMM ("avx512", "avx2", "blas", "portable") forces a path, for
+ * testing; an unsupported kernel choice falls back to the best supported. */
+#include "cpu.h"
+
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define GEMM_X86 1
+#include <immintrin.h>
+#endif
+
+enum {
+  GEMM_MR = 6,   /* rows per register block */
+  GEMM_KC = 256, /* k per block */
+};
+
+typedef struct gemm_isa {
+  uint32_t nr; /* columns per register block (and per B panel) */
+  void (*kern)(uint32_t kc, const float *a, size_t a_sk, const size_t *off, const float *bp,
+               float *tile);
+  void (*update)(float *c, size_t ldc, const float *tile, uint32_t mr, uint32_t nr, bool first,
+                 float alpha, bool beta_on, float beta, const float *bias);
+} gemm_isa;
+
+#ifdef GEMM_X86
+#define GK_NAME(x) gk_avx2_##x
+#define GK_TARGET __attribute__((target("avx2,fma")))
+#define GK_VW 8
+#define GK_NV 2
+#define GK_V __m256
+#define GK_LOAD(p) _mm256_loadu_ps(p)
+#define GK_STORE(p, v) _mm256_storeu_ps(p, v)
+#define GK_SET1(x) _mm256_set1_ps(x)
+#define GK_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define GK_ZERO() _mm256_setzero_ps()
+#define GK_ADD(a, b) _mm256_add_ps(a, b)
+#define GK_MUL(a, b) _mm256_mul_ps(a, b)
+#define GK_MASK8(n)                                                                                \
+  _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define GK_LOADN(p, n) _mm256_maskload_ps(p, GK_MASK8(n))
+#define GK_STOREN(p, n, v) _mm256_maskstore_ps(p, GK_MASK8(n), v)
+#include "gemm_isa.h"
+#undef GK_MASK8
+
+#define GK_NAME(x) gk_avx512_##x
+#define GK_TARGET __attribute__((target("avx512f")))
+#define GK_VW 16
+#define GK_NV 4
+#define GK_V __m512
+#define GK_LOAD(p) _mm512_loadu_ps(p)
+#define GK_STORE(p, v) _mm512_storeu_ps(p, v)
+#define GK_SET1(x) _mm512_set1_ps(x)
+#define GK_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define GK_ZERO() _mm512_setzero_ps()
+#define GK_ADD(a, b) _mm512_add_ps(a, b)
+#define GK_MUL(a, b) _mm512_mul_ps(a, b)
+#define GK_LOADN(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1u), p)
+#define GK_STOREN(p, n, v) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1u), v)
+#include "gemm_isa.h"
+#endif
+
+vkf_cpu_gemm_path vkf_cpu_gemm_pick(void) {
+  const char *want = getenv("VKF_CPU_GEMM");
+  vkf_cpu_gemm_path fallback = VKF_CPU_GEMM_PORTABLE;
+#ifdef VKF_HAVE_CBLAS
+  fallback = VKF_CPU_GEMM_BLAS;
+#endif
+  if (want && strcmp(want, "portable") == 0)
+    return VKF_CPU_GEMM_PORTABLE;
+  if (want && strcmp(want, "blas") == 0)
+    return fallback;
+#ifdef GEMM_X86
+  __builtin_cpu_init();
+  bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  bool avx512 = __builtin_cpu_supports("avx512f");
+  if (want && strcmp(want, "avx2") == 0 && avx2)
+    return VKF_CPU_GEMM_AVX2;
+  if (want && strcmp(want, "avx512") == 0 && avx512)
+    return VKF_CPU_GEMM_AVX512;
+  if (want && strcmp(want, "avx2") == 0 && !avx512 && !avx2)
+    return fallback;
+  /* AVX-512: ours (OpenBLAS 0.3.21 runs its AVX2 kernels on AVX-512 parts
+   * it does not know, at half the FMA width). AVX2 only: OpenBLAS's own
+   * when the build has it. */
+  if (avx512)
+    return VKF_CPU_GEMM_AVX512;
+  if (want && strcmp(want, "avx2") == 0 && avx2)
+    return VKF_CPU_GEMM_AVX2;
+  if (fallback == VKF_CPU_GEMM_PORTABLE && avx2)
+    return VKF_CPU_GEMM_AVX2;
+#endif
+  return fallback;
+}
+
+static const gemm_isa *isa_of(vkf_cpu_gemm_path path) {
+#ifdef GEMM_X86
+  if (path == VKF_CPU_GEMM_AVX512)
+    return &gk_avx512_isa;
+  if (path == VKF_CPU_GEMM_AVX2)
+    return &gk_avx2_isa;
+#endif
+  (void)path;
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Packing                                                                  */
+/* ------------------------------------------------------------------------ */
+/* Panel of op(b) columns [j0, j0 + NR) over all K: dst[k * NR + j]. */
+static void pack_b(const vkf_matmul_params *p, const float *B, uint32_t nr_isa, uint32_t j0,
+                   float *dst) {
+  const uint32_t K = p->K, nr = p->N - j0 < nr_isa ? p->N - j0 : nr_isa;
+  if (!(p->flags & VKF_MM_TRANS_B)) { /* b [K, N] */
+    for (uint32_t k = 0; k < K; k++) {
+      float *d = dst + (size_t)k * nr_isa;
+      memcpy(d, B + (size_t)k * p->ldb + j0, nr * sizeof(float));
+      for (uint32_t j = nr; j < nr_isa; j++)
+        d[j] = 0.0f;
+    }
+    return;
+  }
+  /* b [N, K]: a transpose, 16 k at a time (the destination lines stay in L1) */
+  for (uint32_t k0 = 0; k0 < K; k0 += 16) {
+    const uint32_t k1 = k0 + 16 < K ? k0 + 16 : K;
+    for (uint32_t j = 0; j < nr; j++) {
+      const float *s = B + (size_t)(j0 + j) * p->ldb;
+      for (uint32_t k = k0; k < k1; k++)
+        dst[(size_t)k * nr_isa + j] = s[k];
+    }
+    for (uint32_t j = nr; j < nr_isa; j++)
+      for (uint32_t k = k0; k < k1; k++)
+        dst[(size_t)k * nr_isa + j] = 0.0f;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Blocks                                                                   */
+/* ------------------------------------------------------------------------ */
+typedef struct gemm_prod {
+  const gemm_isa *isa;
+  const vkf_matmul_params *p;
+  float *c;
+  const float *a, *bias;
+  size_t a_si, a_sk; /* op(a)(i, k) = a[i * a_si + k * a_sk] */
+  bool beta_on;
+} gemm_prod;
+
+/* c rows [i0, i1), panels [p0, p1), every K block; bp = the packed panels. */
+static void compute_block(const gemm_prod *g, const float *bp, uint32_t i0, uint32_t i1,
+                          uint32_t p0, uint32_t p1) {
+  const vkf_matmul_params *p = g->p;
+  const uint32_t NR = g->isa->nr, K = p->K;
+  _Alignas(64) float tile[GEMM_MR * 64];
+  size_t off[GEMM_MR];
+  for (uint32_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+    const uint32_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+    for (uint32_t i = i0; i < i1; i += GEMM_MR) {
+      const uint32_t mr = i1 - i < GEMM_MR ? i1 - i : GEMM_MR;
+      for (uint32_t r = 0; r < GEMM_MR; r++)
+        off[r] = (size_t)(r < mr ? r : mr - 1) * g->a_si;
+      const float *a = g->a + (size_t)i * g->a_si + (size_t)k0 * g->a_sk;
+      for (uint32_t q = p0; q < p1; q++) {
+        const uint32_t j = q * NR, nr = p->N - j < NR ? p->N - j : NR;
+        g->isa->kern(kc, a, g->a_sk, off, bp + (size_t)q * K * NR + (size_t)k0 * NR, tile);
+        g->isa->update(g->c + (size_t)i * p->ldc + j, p->ldc, tile, mr, nr, k0 == 0, p->alpha,
+                       g->beta_on, p->beta, g->bias ? g->bias + j : NULL);
+      }
+    }
+  }
+}
+
+static gemm_prod prod_of(const gemm_isa *isa, const vkf_matmul_params *p, uint32_t bi, float *c,
+                         const float *a, const float *bias) {
+  const bool ta = p->flags & VKF_MM_TRANS_A;
+  gemm_prod g = {.isa = isa,
+                 .p = p,
+                 .c = c + (size_t)bi * p->stride_c,
+                 .a = a + (size_t)bi * p->stride_a,
+                 .bias = bias,
+                 .a_si = ta ? 1 : p->lda,
+                 .a_sk = ta ? p->lda : 1,
+                 .beta_on = (p->flags & VKF_MM_BETA) && p->beta != 0.0f};
+  return g;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One product over the pool: panel items, then tile items                 */
+/* ------------------------------------------------------------------------ */
+typedef struct gemm_job {
+  gemm_prod g;
+  const float *b; /* this product's b */
+  float *bp;
+  atomic_uint *ready;
+  uint32_t n_pack;                     /* panel items first: n_panels, or 0 (packed already) */
+  uint32_t n_panels, tiles_n, mc, ncp; /* tile: mc rows x ncp panels */
+} gemm_job;
+
+static void job_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+  (void)worker;
+  gemm_job *j = arg;
+  const vkf_matmul_params *p = j->g.p;
+  const uint32_t NR = j->g.isa->nr;
+  for (uint32_t item = begin; item < end; item++) {
+    if (item < j->n_pack) {
+      pack_b(p, j->b, NR, item * NR, j->bp + (size_t)item * p->K * NR);
+      atomic_store_explicit(&j->ready[item], 1u, memory_order_release);
+      continue;
+    }
+    const uint32_t t = item - j->n_pack, tm = t / j->tiles_n, tn = t % j->tiles_n;
+    const uint32_t i0 = tm * j->mc, i1 = i0 + j->mc < p->M ? i0 + j->mc : p->M;
+    const uint32_t p0 = tn * j->ncp, p1 = p0 + j->ncp < j->n_panels ? p0 + j->ncp : j->n_panels;
+    for (uint32_t q = p0; q < p1; q++)
+      while (!atomic_load_explicit(&j->ready[q], memory_order_acquire))
+        sched_yield();
+    compute_block(&j->g, j->bp, i0, i1, p0, p1);
+  }
+}
+
+/* Many small products: one per item, each packing its b into the worker's
+ * own scratch. */
+typedef struct gemm_batch_job {
+  const gemm_isa *isa;
+  const vkf_matmul_params *p;
+  float *c;
+  const float *a, *b, *bias;
+  float *scratch; /* per worker: n_panels * K * NR floats */
+  size_t per_worker;
+  uint32_t n_panels;
+} gemm_batch_job;
+
+static void batch_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+  const gemm_batch_job *j = arg;
+  const vkf_matmul_params *p = j->p;
+  const uint32_t NR = j->isa->nr;
+  float *bp = j->scratch + (size_t)worker * j->per_worker;
+  for (uint32_t bi = begin; bi < end; bi++) {
+    const float *b = j->b + (size_t)bi * p->stride_b;
+    for (uint32_t q = 0; q < j->n_panels; q++)
+      pack_b(p, b, NR, q * NR, bp + (size_t)q * p->K * NR);
+    gemm_prod g = prod_of(j->isa, p, bi, j->c, j->a, j->bias);
+    compute_block(&g, bp, 0, p->M, 0, j->n_panels);
+  }
+}
+
+static void *scratch_get(vkf_cpu *cpu, size_t bytes) {
+  if (bytes <= cpu->scratch_bytes)
+    return cpu->scratch;
+  free(cpu->scratch);
+  cpu->scratch = NULL;
+  cpu->scratch_bytes = 0;
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes) != 0)
+    return NULL;
+  cpu->scratch = p;
+  cpu->scratch_bytes = bytes;
+  return p;
+}
+
+/* Product work below which one thread per product (batched) beats splitting. */
+#define SMALL_FLOPS (1u << 21)
+/* Per-worker packed b of a batched product at most this many floats. */
+#define BATCH_PACK_MAX (1u << 20)
+
+vkf_status vkf_cpu_gemm(vkf_cpu *cpu, vkf_cpu_gemm_path path, const vkf_matmul_params *p, float *c,
+                        const float *a, const float *b, const float *bias) {
+  const gemm_isa *isa = isa_of(path);
+  if (!isa)
+    return vkf_fail(cpu->base.env, VKF_ERROR_UNSUPPORTED, "matmul: no packed kernel for path %d",
+                    (int)path);
+  if (!p->M || !p->N || !p->batch)
+    return VKF_OK;
+  const uint32_t NR = isa->nr, threads = vkf_pool_threads(cpu->pool);
+  const uint32_t n_panels = (p->N + NR - 1) / NR;
+  const size_t panels_floats = (size_t)n_panels * p->K * NR;
+  const uint64_t flops = 2ull * p->M * p->N * p->K;
+  if (p->K == 0) { /* c = beta * c + bias: one update per tile of zeros */
+    gemm_prod g = prod_of(isa, p, 0, c, a, bias);
+    _Alignas(64) float zero[GEMM_MR * 64] = {0};
+    for (uint32_t bi = 0; bi < p->batch; bi++) {
+      g.c = c + (size_t)bi * p->stride_c;
+      for (uint32_t i = 0; i < p->M; i += GEMM_MR)
+        for (uint32_t j = 0; j < p->N; j += NR)
+          isa->update(g.c + (size_t)i * p->ldc + j, p->ldc, zero,
+                      p->M - i < GEMM_MR ? p->M - i : GEMM_MR, p->N - j < NR ? p->N - j : NR, true,
+                      p->alpha, g.beta_on, p->beta, bias ? bias + j : NULL);
+    }
+    return VKF_OK;
+  }
+  if (p->batch > 1 && (flops < SMALL_FLOPS || p->batch >= 4 * threads) &&
+      panels_floats <= BATCH_PACK_MAX) {
+    float *s = scratch_get(cpu, (size_t)threads * panels_floats * sizeof(float));
+    if (!s)
+      return vkf_fail(cpu->base.env, VKF_ERROR_OUT_OF_HOST_MEMORY,
+                      "matmul: %u x %zu floats of packing scratch", threads, panels_floats);
+    gemm_batch_job j = {isa, p, c, a, b, bias, s, panels_floats, n_panels};
+    vkf_pool_run(cpu->pool, p->batch, 1, batch_task, &j);
+    return VKF_OK;
+  }
+  /* scratch: the packed panels, then their ready flags */
+  const size_t flags_off = (panels_floats * sizeof(float) + 63) / 64 * 64;
+  char *s = scratch_get(cpu, flags_off + (size_t)n_panels * sizeof(atomic_uint));
+  if (!s)
+    return vkf_fail(cpu->base.env, VKF_ERROR_OUT_OF_HOST_MEMORY,
+                    "matmul: %zu floats of packing scratch", panels_floats);
+  gemm_job j = {.bp = (float *)(void *)s, .ready = (atomic_uint *)(void *)(s + flags_off)};
+  j.n_panels = n_panels;
+  /* Tiles: at most 512 columns (the k block of B they use stays in L2), and
+   * enough of them for about four per thread when the product is large
+   * enough (at least ~1 MFLOP each). */
+  j.ncp = 512 / NR < n_panels ? 512 / NR : n_panels;
+  j.tiles_n = (n_panels + j.ncp - 1) / j.ncp;
+  uint64_t want = flops >> 20;
+  if (want > 4ull * threads)
+    want = 4ull * threads;
+  if (want < 1)
+    want = 1;
+  uint32_t tiles_m = (uint32_t)((want + j.tiles_n - 1) / j.tiles_n);
+  uint32_t mc = (p->M + tiles_m - 1) / tiles_m;
+  mc = (mc + GEMM_MR - 1) / GEMM_MR * GEMM_MR;
+  j.mc = mc;
+  tiles_m = (p->M + mc - 1) / mc;
+  for (uint32_t bi = 0; bi < p->batch; bi++) {
+    /* a shared b (stride 0) is packed once */
+    j.n_pack = bi == 0 || p->stride_b != 0 ? n_panels : 0;
+    if (j.n_pack)
+      for (uint32_t q = 0; q < n_panels; q++)
+        atomic_store_explicit(&j.ready[q], 0u, memory_order_relaxed);
+    j.g = prod_of(isa, p, bi, c, a, bias);
+    j.b = b + (size_t)bi * p->stride_b;
+    vkf_pool_run(cpu->pool, j.n_pack + tiles_m * j.tiles_n, 1, job_task, &j);
+  }
+  return VKF_OK;
+}
