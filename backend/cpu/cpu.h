@@ -101,6 +101,25 @@ vkf_cpu_gemm_path vkf_cpu_gemm_pick(void);
 vkf_status vkf_cpu_gemm(vkf_cpu *cpu, vkf_cpu_gemm_path path, const vkf_matmul_params *p, float *c,
                         const float *a, const float *b, const float *bias);
 
+/* Single-threaded pieces of the packed GEMM (path AVX2 or AVX512), for ops
+ * that run their own products in pool tasks:
+ *   vkf_cpu_gemm_nr     columns per packed panel (0: not a packed path);
+ *   vkf_cpu_gemm_pack   op(b) [K, N] (b[k * ldb + j], or b[j * ldb + k] when
+ *                       trans) into ceil(N / nr) panels of K x nr floats;
+ *   vkf_cpu_gemm_apply  c[M, N] (+)= alpha * op(a) . Bp[0:K, 0:N] with
+ *                       op(a)(i, k) = a[i * a_si + k * a_sk] and panels bp_k
+ *                       * nr floats apart (bp may point k0 rows into them).
+ * Each element: one FMA chain per block of 256 k, blocks added in order. */
+uint32_t vkf_cpu_gemm_nr(vkf_cpu_gemm_path path);
+void vkf_cpu_gemm_pack(vkf_cpu_gemm_path path, uint32_t K, uint32_t N, const float *b, size_t ldb,
+                       bool trans, float *bp);
+void vkf_cpu_gemm_apply(vkf_cpu_gemm_path path, uint32_t M, uint32_t N, uint32_t K, float alpha,
+                        const float *a, size_t a_si, size_t a_sk, const float *bp, size_t bp_k,
+                        float *c, size_t ldc, bool accumulate);
+/* cpu->scratch grown to at least `bytes` (contents not kept); NULL when out
+ * of memory. */
+void *vkf_cpu_scratch(vkf_cpu *cpu, size_t bytes);
+
 /* Matmul on raw pointers (used by other CPU ops too). */
 void vkf_cpu_matmul_f32(vkf_pool *pool, const vkf_matmul_params *p, float *c, const float *a,
                         const float *b, const float *bias);

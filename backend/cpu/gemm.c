@@ -131,24 +131,25 @@ static const gemm_isa *isa_of(vkf_cpu_gemm_path path) {
 /* ------------------------------------------------------------------------ */
 /* Packing                                                                  */
 /* ------------------------------------------------------------------------ */
-/* Panel of op(b) columns [j0, j0 + NR) over all K: dst[k * NR + j]. */
-static void pack_b(const vkf_matmul_params *p, const float *B, uint32_t nr_isa, uint32_t j0,
-                   float *dst) {
-  const uint32_t K = p->K, nr = p->N - j0 < nr_isa ? p->N - j0 : nr_isa;
-  if (!(p->flags & VKF_MM_TRANS_B)) { /* b [K, N] */
+/* Panel of op(b) columns [j0, j0 + NR) over k < K: dst[k * NR + j], with
+ * op(b)(k, j) = b[k * ldb + j], or b[j * ldb + k] when trans. */
+static void pack_panel(uint32_t K, uint32_t N, const float *B, size_t ldb, bool trans,
+                       uint32_t nr_isa, uint32_t j0, float *dst) {
+  const uint32_t nr = N - j0 < nr_isa ? N - j0 : nr_isa;
+  if (!trans) {
     for (uint32_t k = 0; k < K; k++) {
       float *d = dst + (size_t)k * nr_isa;
-      memcpy(d, B + (size_t)k * p->ldb + j0, nr * sizeof(float));
+      memcpy(d, B + (size_t)k * ldb + j0, nr * sizeof(float));
       for (uint32_t j = nr; j < nr_isa; j++)
         d[j] = 0.0f;
     }
     return;
   }
-  /* b [N, K]: a transpose, 16 k at a time (the destination lines stay in L1) */
+  /* a transpose, 16 k at a time (the destination lines stay in L1) */
   for (uint32_t k0 = 0; k0 < K; k0 += 16) {
     const uint32_t k1 = k0 + 16 < K ? k0 + 16 : K;
     for (uint32_t j = 0; j < nr; j++) {
-      const float *s = B + (size_t)(j0 + j) * p->ldb;
+      const float *s = B + (size_t)(j0 + j) * ldb;
       for (uint32_t k = k0; k < k1; k++)
         dst[(size_t)k * nr_isa + j] = s[k];
     }
@@ -161,20 +162,24 @@ static void pack_b(const vkf_matmul_params *p, const float *B, uint32_t nr_isa, 
 /* ------------------------------------------------------------------------ */
 /* Blocks                                                                   */
 /* ------------------------------------------------------------------------ */
+/* One product seen by the kernels: op(a)(i, k) = a[i * a_si + k * a_sk];
+ * packed b with panels bp_k * NR floats apart. */
 typedef struct gemm_prod {
   const gemm_isa *isa;
-  const vkf_matmul_params *p;
-  float *c;
-  const float *a, *bias;
-  size_t a_si, a_sk; /* op(a)(i, k) = a[i * a_si + k * a_sk] */
+  uint32_t M, N, K;
+  float alpha, beta;
   bool beta_on;
+  float *c;
+  size_t ldc;
+  const float *a, *bias;
+  size_t a_si, a_sk;
+  const float *bp;
+  size_t bp_k;
 } gemm_prod;
 
-/* c rows [i0, i1), panels [p0, p1), every K block; bp = the packed panels. */
-static void compute_block(const gemm_prod *g, const float *bp, uint32_t i0, uint32_t i1,
-                          uint32_t p0, uint32_t p1) {
-  const vkf_matmul_params *p = g->p;
-  const uint32_t NR = g->isa->nr, K = p->K;
+/* c rows [i0, i1), panels [p0, p1), every K block. */
+static void compute_block(const gemm_prod *g, uint32_t i0, uint32_t i1, uint32_t p0, uint32_t p1) {
+  const uint32_t NR = g->isa->nr, K = g->K;
   _Alignas(64) float tile[GEMM_MR * 64];
   size_t off[GEMM_MR];
   for (uint32_t k0 = 0; k0 < K; k0 += GEMM_KC) {
@@ -185,27 +190,99 @@ static void compute_block(const gemm_prod *g, const float *bp, uint32_t i0, uint
         off[r] = (size_t)(r < mr ? r : mr - 1) * g->a_si;
       const float *a = g->a + (size_t)i * g->a_si + (size_t)k0 * g->a_sk;
       for (uint32_t q = p0; q < p1; q++) {
-        const uint32_t j = q * NR, nr = p->N - j < NR ? p->N - j : NR;
-        g->isa->kern(kc, a, g->a_sk, off, bp + (size_t)q * K * NR + (size_t)k0 * NR, tile);
-        g->isa->update(g->c + (size_t)i * p->ldc + j, p->ldc, tile, mr, nr, k0 == 0, p->alpha,
-                       g->beta_on, p->beta, g->bias ? g->bias + j : NULL);
+        const uint32_t j = q * NR, nr = g->N - j < NR ? g->N - j : NR;
+        g->isa->kern(kc, a, g->a_sk, off, g->bp + (size_t)q * g->bp_k * NR + (size_t)k0 * NR, tile);
+        g->isa->update(g->c + (size_t)i * g->ldc + j, g->ldc, tile, mr, nr, k0 == 0, g->alpha,
+                       g->beta_on, g->beta, g->bias ? g->bias + j : NULL);
       }
     }
   }
 }
 
+/* Product bi of a matmul op, with its b packed at bp. */
 static gemm_prod prod_of(const gemm_isa *isa, const vkf_matmul_params *p, uint32_t bi, float *c,
-                         const float *a, const float *bias) {
+                         const float *a, const float *bias, const float *bp) {
   const bool ta = p->flags & VKF_MM_TRANS_A;
   gemm_prod g = {.isa = isa,
-                 .p = p,
+                 .M = p->M,
+                 .N = p->N,
+                 .K = p->K,
+                 .alpha = p->alpha,
+                 .beta = p->beta,
+                 .beta_on = (p->flags & VKF_MM_BETA) && p->beta != 0.0f,
                  .c = c + (size_t)bi * p->stride_c,
+                 .ldc = p->ldc,
                  .a = a + (size_t)bi * p->stride_a,
                  .bias = bias,
                  .a_si = ta ? 1 : p->lda,
                  .a_sk = ta ? p->lda : 1,
-                 .beta_on = (p->flags & VKF_MM_BETA) && p->beta != 0.0f};
+                 .bp = bp,
+                 .bp_k = p->K};
   return g;
+}
+
+static void pack_op_b(const gemm_isa *isa, const vkf_matmul_params *p, const float *b, uint32_t q,
+                      float *bp) {
+  pack_panel(p->K, p->N, b, p->ldb, p->flags & VKF_MM_TRANS_B, isa->nr, q * isa->nr,
+             bp + (size_t)q * p->K * isa->nr);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Single-threaded pieces for other ops                                     */
+/* ------------------------------------------------------------------------ */
+uint32_t vkf_cpu_gemm_nr(vkf_cpu_gemm_path path) {
+  const gemm_isa *isa = isa_of(path);
+  return isa ? isa->nr : 0;
+}
+
+void vkf_cpu_gemm_pack(vkf_cpu_gemm_path path, uint32_t K, uint32_t N, const float *b, size_t ldb,
+                       bool trans, float *bp) {
+  const gemm_isa *isa = isa_of(path);
+  for (uint32_t j0 = 0; j0 < N; j0 += isa->nr)
+    pack_panel(K, N, b, ldb, trans, isa->nr, j0, bp + (size_t)j0 * K);
+}
+
+void vkf_cpu_gemm_apply(vkf_cpu_gemm_path path, uint32_t M, uint32_t N, uint32_t K, float alpha,
+                        const float *a, size_t a_si, size_t a_sk, const float *bp, size_t bp_k,
+                        float *c, size_t ldc, bool accumulate) {
+  const gemm_isa *isa = isa_of(path);
+  if (!M || !N)
+    return;
+  gemm_prod g = {.isa = isa,
+                 .M = M,
+                 .N = N,
+                 .K = K,
+                 .alpha = alpha,
+                 .beta = 1.0f,
+                 .beta_on = accumulate,
+                 .c = c,
+                 .ldc = ldc,
+                 .a = a,
+                 .a_si = a_si,
+                 .a_sk = a_sk,
+                 .bp = bp,
+                 .bp_k = bp_k};
+  if (K == 0) {
+    if (!accumulate)
+      for (uint32_t i = 0; i < M; i++)
+        memset(c + (size_t)i * ldc, 0, N * sizeof(float));
+    return;
+  }
+  compute_block(&g, 0, M, 0, (N + isa->nr - 1) / isa->nr);
+}
+
+void *vkf_cpu_scratch(vkf_cpu *cpu, size_t bytes) {
+  if (bytes <= cpu->scratch_bytes)
+    return cpu->scratch;
+  free(cpu->scratch);
+  cpu->scratch = NULL;
+  cpu->scratch_bytes = 0;
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes) != 0)
+    return NULL;
+  cpu->scratch = p;
+  cpu->scratch_bytes = bytes;
+  return p;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -213,6 +290,7 @@ static gemm_prod prod_of(const gemm_isa *isa, const vkf_matmul_params *p, uint32
 /* ------------------------------------------------------------------------ */
 typedef struct gemm_job {
   gemm_prod g;
+  const vkf_matmul_params *p;
   const float *b; /* this product's b */
   float *bp;
   atomic_uint *ready;
@@ -223,11 +301,10 @@ typedef struct gemm_job {
 static void job_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   (void)worker;
   gemm_job *j = arg;
-  const vkf_matmul_params *p = j->g.p;
-  const uint32_t NR = j->g.isa->nr;
+  const vkf_matmul_params *p = j->p;
   for (uint32_t item = begin; item < end; item++) {
     if (item < j->n_pack) {
-      pack_b(p, j->b, NR, item * NR, j->bp + (size_t)item * p->K * NR);
+      pack_op_b(j->g.isa, p, j->b, item, j->bp);
       atomic_store_explicit(&j->ready[item], 1u, memory_order_release);
       continue;
     }
@@ -237,7 +314,7 @@ static void job_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
     for (uint32_t q = p0; q < p1; q++)
       while (!atomic_load_explicit(&j->ready[q], memory_order_acquire))
         sched_yield();
-    compute_block(&j->g, j->bp, i0, i1, p0, p1);
+    compute_block(&j->g, i0, i1, p0, p1);
   }
 }
 
@@ -256,29 +333,14 @@ typedef struct gemm_batch_job {
 static void batch_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   const gemm_batch_job *j = arg;
   const vkf_matmul_params *p = j->p;
-  const uint32_t NR = j->isa->nr;
   float *bp = j->scratch + (size_t)worker * j->per_worker;
   for (uint32_t bi = begin; bi < end; bi++) {
     const float *b = j->b + (size_t)bi * p->stride_b;
     for (uint32_t q = 0; q < j->n_panels; q++)
-      pack_b(p, b, NR, q * NR, bp + (size_t)q * p->K * NR);
-    gemm_prod g = prod_of(j->isa, p, bi, j->c, j->a, j->bias);
-    compute_block(&g, bp, 0, p->M, 0, j->n_panels);
+      pack_op_b(j->isa, p, b, q, bp);
+    gemm_prod g = prod_of(j->isa, p, bi, j->c, j->a, j->bias, bp);
+    compute_block(&g, 0, p->M, 0, j->n_panels);
   }
-}
-
-static void *scratch_get(vkf_cpu *cpu, size_t bytes) {
-  if (bytes <= cpu->scratch_bytes)
-    return cpu->scratch;
-  free(cpu->scratch);
-  cpu->scratch = NULL;
-  cpu->scratch_bytes = 0;
-  void *p = NULL;
-  if (posix_memalign(&p, 64, bytes) != 0)
-    return NULL;
-  cpu->scratch = p;
-  cpu->scratch_bytes = bytes;
-  return p;
 }
 
 /* Product work below which one thread per product (batched) beats splitting. */
@@ -299,7 +361,7 @@ vkf_status vkf_cpu_gemm(vkf_cpu *cpu, vkf_cpu_gemm_path path, const vkf_matmul_p
   const size_t panels_floats = (size_t)n_panels * p->K * NR;
   const uint64_t flops = 2ull * p->M * p->N * p->K;
   if (p->K == 0) { /* c = beta * c + bias: one update per tile of zeros */
-    gemm_prod g = prod_of(isa, p, 0, c, a, bias);
+    gemm_prod g = prod_of(isa, p, 0, c, a, bias, NULL);
     _Alignas(64) float zero[GEMM_MR * 64] = {0};
     for (uint32_t bi = 0; bi < p->batch; bi++) {
       g.c = c + (size_t)bi * p->stride_c;
@@ -313,7 +375,7 @@ vkf_status vkf_cpu_gemm(vkf_cpu *cpu, vkf_cpu_gemm_path path, const vkf_matmul_p
   }
   if (p->batch > 1 && (flops < SMALL_FLOPS || p->batch >= 4 * threads) &&
       panels_floats <= BATCH_PACK_MAX) {
-    float *s = scratch_get(cpu, (size_t)threads * panels_floats * sizeof(float));
+    float *s = vkf_cpu_scratch(cpu, (size_t)threads * panels_floats * sizeof(float));
     if (!s)
       return vkf_fail(cpu->base.env, VKF_ERROR_OUT_OF_HOST_MEMORY,
                       "matmul: %u x %zu floats of packing scratch", threads, panels_floats);
@@ -323,11 +385,11 @@ vkf_status vkf_cpu_gemm(vkf_cpu *cpu, vkf_cpu_gemm_path path, const vkf_matmul_p
   }
   /* scratch: the packed panels, then their ready flags */
   const size_t flags_off = (panels_floats * sizeof(float) + 63) / 64 * 64;
-  char *s = scratch_get(cpu, flags_off + (size_t)n_panels * sizeof(atomic_uint));
+  char *s = vkf_cpu_scratch(cpu, flags_off + (size_t)n_panels * sizeof(atomic_uint));
   if (!s)
     return vkf_fail(cpu->base.env, VKF_ERROR_OUT_OF_HOST_MEMORY,
                     "matmul: %zu floats of packing scratch", panels_floats);
-  gemm_job j = {.bp = (float *)(void *)s, .ready = (atomic_uint *)(void *)(s + flags_off)};
+  gemm_job j = {.p = p, .bp = (float *)(void *)s, .ready = (atomic_uint *)(void *)(s + flags_off)};
   j.n_panels = n_panels;
   /* Tiles: at most 512 columns (the k block of B they use stays in L2), and
    * enough of them for about four per thread when the product is large
@@ -350,7 +412,7 @@ vkf_status vkf_cpu_gemm(vkf_cpu *cpu, vkf_cpu_gemm_path path, const vkf_matmul_p
     if (j.n_pack)
       for (uint32_t q = 0; q < n_panels; q++)
         atomic_store_explicit(&j.ready[q], 0u, memory_order_relaxed);
-    j.g = prod_of(isa, p, bi, c, a, bias);
+    j.g = prod_of(isa, p, bi, c, a, bias, j.bp);
     j.b = b + (size_t)bi * p->stride_b;
     vkf_pool_run(cpu->pool, j.n_pack + tiles_m * j.tiles_n, 1, job_task, &j);
   }
