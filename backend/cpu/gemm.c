@@ -42,7 +42,7 @@ enum {
 typedef struct gemm_isa {
   uint32_t nr; /* columns per register block (and per B panel) */
   void (*kern)(uint32_t kc, const float *a, size_t a_sk, const size_t *off, const float *bp,
-               float *tile);
+               size_t b_sk, float *tile);
   void (*update)(float *c, size_t ldc, const float *tile, uint32_t mr, uint32_t nr, bool first,
                  float alpha, bool beta_on, float beta, const float *bias);
 } gemm_isa;
@@ -163,7 +163,9 @@ static void pack_panel(uint32_t K, uint32_t N, const float *B, size_t ldb, bool 
 /* Blocks                                                                   */
 /* ------------------------------------------------------------------------ */
 /* One product seen by the kernels: op(a)(i, k) = a[i * a_si + k * a_sk];
- * packed b with panels bp_k * NR floats apart. */
+ * op(b) either packed (panels bp_k * NR floats apart), or read in place
+ * (bd, rows ldb apart: b not transposed) with only a partial last panel
+ * packed (edge: K x NR). */
 typedef struct gemm_prod {
   const gemm_isa *isa;
   uint32_t M, N, K;
@@ -175,6 +177,8 @@ typedef struct gemm_prod {
   size_t a_si, a_sk;
   const float *bp;
   size_t bp_k;
+  const float *bd, *edge;
+  size_t ldb;
 } gemm_prod;
 
 /* c rows [i0, i1), panels [p0, p1), every K block. */
@@ -191,7 +195,17 @@ static void compute_block(const gemm_prod *g, uint32_t i0, uint32_t i1, uint32_t
       const float *a = g->a + (size_t)i * g->a_si + (size_t)k0 * g->a_sk;
       for (uint32_t q = p0; q < p1; q++) {
         const uint32_t j = q * NR, nr = g->N - j < NR ? g->N - j : NR;
-        g->isa->kern(kc, a, g->a_sk, off, g->bp + (size_t)q * g->bp_k * NR + (size_t)k0 * NR, tile);
+        const float *bq;
+        size_t b_sk = NR;
+        if (!g->bd) {
+          bq = g->bp + (size_t)q * g->bp_k * NR + (size_t)k0 * NR;
+        } else if (nr == NR) {
+          bq = g->bd + j + (size_t)k0 * g->ldb;
+          b_sk = g->ldb;
+        } else {
+          bq = g->edge + (size_t)k0 * NR;
+        }
+        g->isa->kern(kc, a, g->a_sk, off, bq, b_sk, tile);
         g->isa->update(g->c + (size_t)i * g->ldc + j, g->ldc, tile, mr, nr, k0 == 0, g->alpha,
                        g->beta_on, g->beta, g->bias ? g->bias + j : NULL);
       }
@@ -294,7 +308,7 @@ typedef struct gemm_job {
   const float *b; /* this product's b */
   float *bp;
   atomic_uint *ready;
-  uint32_t n_pack;                     /* panel items first: n_panels, or 0 (packed already) */
+  uint32_t n_pack;                     /* panel items first: n_panels, or 0 (none to pack) */
   uint32_t n_panels, tiles_n, mc, ncp; /* tile: mc rows x ncp panels */
 } gemm_job;
 
@@ -311,21 +325,51 @@ static void job_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
     const uint32_t t = item - j->n_pack, tm = t / j->tiles_n, tn = t % j->tiles_n;
     const uint32_t i0 = tm * j->mc, i1 = i0 + j->mc < p->M ? i0 + j->mc : p->M;
     const uint32_t p0 = tn * j->ncp, p1 = p0 + j->ncp < j->n_panels ? p0 + j->ncp : j->n_panels;
-    for (uint32_t q = p0; q < p1; q++)
-      while (!atomic_load_explicit(&j->ready[q], memory_order_acquire))
-        sched_yield();
+    if (j->n_pack)
+      for (uint32_t q = p0; q < p1; q++)
+        while (!atomic_load_explicit(&j->ready[q], memory_order_acquire))
+          sched_yield();
     compute_block(&j->g, i0, i1, p0, p1);
   }
 }
 
-/* Many small products: one per item, each packing its b into the worker's
- * own scratch. */
+/* b not transposed is read in place, but for a partial last panel (packed
+ * at edge); a transposed b is packed whole. */
+static bool b_direct(const vkf_matmul_params *p) {
+  return !(p->flags & VKF_MM_TRANS_B);
+}
+
+/* Floats of packed b one product needs. */
+static size_t packed_floats(const gemm_isa *isa, const vkf_matmul_params *p) {
+  const uint32_t NR = isa->nr;
+  if (b_direct(p))
+    return p->N % NR ? (size_t)p->K * NR : 0;
+  return (size_t)(p->N + NR - 1) / NR * p->K * NR;
+}
+
+/* Points g at product bi's b: in place (packing the partial panel into
+ * buf), or at buf for the panels packed there. */
+static void set_b(gemm_prod *g, const vkf_matmul_params *p, const float *b, float *buf) {
+  if (b_direct(p)) {
+    const uint32_t NR = g->isa->nr, q = p->N / NR;
+    g->bd = b;
+    g->ldb = p->ldb;
+    g->edge = buf;
+    if (p->N % NR)
+      pack_panel(p->K, p->N, b, p->ldb, false, NR, q * NR, buf);
+  } else {
+    g->bp = buf;
+  }
+}
+
+/* Many small products: one per item, each packing what it needs of its b
+ * into the worker's own scratch. */
 typedef struct gemm_batch_job {
   const gemm_isa *isa;
   const vkf_matmul_params *p;
   float *c;
   const float *a, *b, *bias;
-  float *scratch; /* per worker: n_panels * K * NR floats */
+  float *scratch; /* per worker: per_worker floats */
   size_t per_worker;
   uint32_t n_panels;
 } gemm_batch_job;
@@ -333,12 +377,14 @@ typedef struct gemm_batch_job {
 static void batch_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   const gemm_batch_job *j = arg;
   const vkf_matmul_params *p = j->p;
-  float *bp = j->scratch + (size_t)worker * j->per_worker;
+  float *buf = j->scratch + (size_t)worker * j->per_worker;
   for (uint32_t bi = begin; bi < end; bi++) {
     const float *b = j->b + (size_t)bi * p->stride_b;
-    for (uint32_t q = 0; q < j->n_panels; q++)
-      pack_op_b(j->isa, p, b, q, bp);
-    gemm_prod g = prod_of(j->isa, p, bi, j->c, j->a, j->bias, bp);
+    gemm_prod g = prod_of(j->isa, p, bi, j->c, j->a, j->bias, NULL);
+    set_b(&g, p, b, buf);
+    if (!b_direct(p))
+      for (uint32_t q = 0; q < j->n_panels; q++)
+        pack_op_b(j->isa, p, b, q, buf);
     compute_block(&g, 0, p->M, 0, j->n_panels);
   }
 }
@@ -358,7 +404,7 @@ vkf_status vkf_cpu_gemm(vkf_cpu *cpu, vkf_cpu_gemm_path path, const vkf_matmul_p
     return VKF_OK;
   const uint32_t NR = isa->nr, threads = vkf_pool_threads(cpu->pool);
   const uint32_t n_panels = (p->N + NR - 1) / NR;
-  const size_t panels_floats = (size_t)n_panels * p->K * NR;
+  const size_t pf = packed_floats(isa, p);
   const uint64_t flops = 2ull * p->M * p->N * p->K;
   if (p->K == 0) { /* c = beta * c + bias: one update per tile of zeros */
     gemm_prod g = prod_of(isa, p, 0, c, a, bias, NULL);
@@ -373,25 +419,25 @@ vkf_status vkf_cpu_gemm(vkf_cpu *cpu, vkf_cpu_gemm_path path, const vkf_matmul_p
     }
     return VKF_OK;
   }
-  if (p->batch > 1 && (flops < SMALL_FLOPS || p->batch >= 4 * threads) &&
-      panels_floats <= BATCH_PACK_MAX) {
-    float *s = vkf_cpu_scratch(cpu, (size_t)threads * panels_floats * sizeof(float));
+  if (p->batch > 1 && (flops < SMALL_FLOPS || p->batch >= 4 * threads) && pf <= BATCH_PACK_MAX) {
+    const size_t per = pf ? pf : 16;
+    float *s = vkf_cpu_scratch(cpu, (size_t)threads * per * sizeof(float));
     if (!s)
       return vkf_fail(cpu->base.env, VKF_ERROR_OUT_OF_HOST_MEMORY,
-                      "matmul: %u x %zu floats of packing scratch", threads, panels_floats);
-    gemm_batch_job j = {isa, p, c, a, b, bias, s, panels_floats, n_panels};
+                      "matmul: %u x %zu floats of packing scratch", threads, pf);
+    gemm_batch_job j = {isa, p, c, a, b, bias, s, per, n_panels};
     vkf_pool_run(cpu->pool, p->batch, 1, batch_task, &j);
     return VKF_OK;
   }
   /* scratch: the packed panels, then their ready flags */
-  const size_t flags_off = (panels_floats * sizeof(float) + 63) / 64 * 64;
+  const size_t flags_off = (pf * sizeof(float) + 63) / 64 * 64;
   char *s = vkf_cpu_scratch(cpu, flags_off + (size_t)n_panels * sizeof(atomic_uint));
   if (!s)
     return vkf_fail(cpu->base.env, VKF_ERROR_OUT_OF_HOST_MEMORY,
-                    "matmul: %zu floats of packing scratch", panels_floats);
+                    "matmul: %zu floats of packing scratch", pf);
   gemm_job j = {.p = p, .bp = (float *)(void *)s, .ready = (atomic_uint *)(void *)(s + flags_off)};
   j.n_panels = n_panels;
-  /* Tiles: at most 512 columns (the k block of B they use stays in L2), and
+  /* Tiles: at most 512 columns (the k block of b they use stays in L2), and
    * enough of them for about four per thread when the product is large
    * enough (at least ~1 MFLOP each). */
   j.ncp = 512 / NR < n_panels ? 512 / NR : n_panels;
@@ -407,13 +453,24 @@ vkf_status vkf_cpu_gemm(vkf_cpu *cpu, vkf_cpu_gemm_path path, const vkf_matmul_p
   j.mc = mc;
   tiles_m = (p->M + mc - 1) / mc;
   for (uint32_t bi = 0; bi < p->batch; bi++) {
-    /* a shared b (stride 0) is packed once */
-    j.n_pack = bi == 0 || p->stride_b != 0 ? n_panels : 0;
-    if (j.n_pack)
-      for (uint32_t q = 0; q < n_panels; q++)
-        atomic_store_explicit(&j.ready[q], 0u, memory_order_relaxed);
-    j.g = prod_of(isa, p, bi, c, a, bias, j.bp);
+    j.g = prod_of(isa, p, bi, c, a, bias, NULL);
     j.b = b + (size_t)bi * p->stride_b;
+    /* b in place (its partial panel packed here), or packed by the first
+     * items; a shared b (stride 0) once */
+    j.n_pack = 0;
+    if (b_direct(p)) {
+      if (bi == 0 || p->stride_b != 0)
+        set_b(&j.g, p, j.b, j.bp);
+      else
+        j.g.bd = j.b, j.g.ldb = p->ldb, j.g.edge = j.bp;
+    } else {
+      j.g.bp = j.bp;
+      if (bi == 0 || p->stride_b != 0) {
+        j.n_pack = n_panels;
+        for (uint32_t q = 0; q < n_panels; q++)
+          atomic_store_explicit(&j.ready[q], 0u, memory_order_relaxed);
+      }
+    }
     vkf_pool_run(cpu->pool, j.n_pack + tiles_m * j.tiles_n, 1, job_task, &j);
   }
   return VKF_OK;

@@ -12,7 +12,7 @@
  * in gemm.c) named GK_NAME(isa).
  *
  * kern: the GEMM_MR x NR block T[r][j] = sum over k < kc, in k order, of
- * A(r, k) * bp[k * NR + j] (one FMA chain per element, started from 0), with
+ * A(r, k) * bp[k * b_sk + j] (one FMA chain per element, started from 0), with
  * A(r, k) = a[off[r] + k * a_sk]. The caller points rows past the matrix's
  * edge at its last row (off[]), so every read is inside the operand.
  *
@@ -25,7 +25,7 @@
 #define GK_NR (GK_VW * GK_NV)
 
 GK_TARGET static void GK_NAME(kern)(uint32_t kc, const float *a, size_t a_sk, const size_t *off,
-                                    const float *bp, float *tile) {
+                                    const float *bp, size_t b_sk, float *tile) {
   const size_t o0 = off[0], o1 = off[1], o2 = off[2], o3 = off[3], o4 = off[4], o5 = off[5];
   GK_V c[GEMM_MR][GK_NV];
   _Pragma("GCC unroll 8") for (int r = 0; r < GEMM_MR; r++)
@@ -33,7 +33,7 @@ GK_TARGET static void GK_NAME(kern)(uint32_t kc, const float *a, size_t a_sk, co
   for (uint32_t k = 0; k < kc; k++) {
     GK_V b[GK_NV];
     _Pragma("GCC unroll 8") for (int v = 0; v < GK_NV; v++) b[v] = GK_LOAD(bp + v * GK_VW);
-    bp += GK_NR;
+    bp += b_sk;
     GK_V x;
 #define GK_ROW(r, o)                                                                               \
   x = GK_SET1(a[o]);                                                                               \
