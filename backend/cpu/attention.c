@@ -17,6 +17,7 @@
  *   attention_backward_dkv: 0 dk, 1 dv, 2 dS, 3 P, 4 q, 5 dout, 6 kv_lens? */
 #include "attention_common.h"
 #include "cpu.h"
+#include "vecmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -208,6 +209,80 @@ static void scores_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker
   }
 }
 
+/* Row helpers, vectorised (clones); partial maxima and sums in VKF_LANES
+ * lanes combined in a fixed order. */
+/* maximum of x[0..n) (-inf when n is 0); a NaN with the sign bit clear wins */
+VKF_VEC_CLONES static float row_max(const float *x, int64_t n) {
+  int32_t part[VKF_LANES];
+  for (int l = 0; l < VKF_LANES; l++)
+    part[l] = vkf_f2ord(-INFINITY);
+  int64_t j = 0;
+  for (; j + VKF_LANES <= n; j += VKF_LANES)
+    for (int l = 0; l < VKF_LANES; l++) {
+      int32_t v = vkf_f2ord(x[j + l]);
+      part[l] = v > part[l] ? v : part[l];
+    }
+  int32_t m = vkf_f2ord(-INFINITY);
+  for (; j < n; j++) {
+    int32_t v = vkf_f2ord(x[j]);
+    m = v > m ? v : m;
+  }
+  for (int l = 0; l < VKF_LANES; l++)
+    m = part[l] > m ? part[l] : m;
+  return vkf_ord2f(m);
+}
+
+/* x[j] = exp(x[j] - mx); returns the sum of the results, in double */
+VKF_VEC_CLONES static double row_exp_sum(float *x, int64_t n, float mx) {
+  double part[VKF_LANES];
+  for (int l = 0; l < VKF_LANES; l++)
+    part[l] = 0.0;
+  int64_t j = 0;
+  for (; j + VKF_LANES <= n; j += VKF_LANES)
+    for (int l = 0; l < VKF_LANES; l++) {
+      float e = vkf_exp_f(x[j + l] - mx);
+      x[j + l] = e;
+      part[l] += e;
+    }
+  double s = 0.0;
+  for (; j < n; j++) {
+    float e = vkf_exp_f(x[j] - mx);
+    x[j] = e;
+    s += e;
+  }
+  for (int l = 0; l < VKF_LANES; l++)
+    s += part[l];
+  return s;
+}
+
+VKF_VEC_CLONES static void row_scale(float *x, int64_t n, float a) {
+  for (int64_t j = 0; j < n; j++)
+    x[j] *= a;
+}
+
+/* sum of p[j] * d[j] in double */
+VKF_VEC_CLONES static double row_dot(const float *p, const float *d, int64_t n) {
+  double part[VKF_LANES];
+  for (int l = 0; l < VKF_LANES; l++)
+    part[l] = 0.0;
+  int64_t j = 0;
+  for (; j + VKF_LANES <= n; j += VKF_LANES)
+    for (int l = 0; l < VKF_LANES; l++)
+      part[l] += (double)p[j + l] * d[j + l];
+  double s = 0.0;
+  for (; j < n; j++)
+    s += (double)p[j] * d[j];
+  for (int l = 0; l < VKF_LANES; l++)
+    s += part[l];
+  return s;
+}
+
+/* d[j] = (p[j] * (d[j] - delta)) * g, the product in double rounded once */
+VKF_VEC_CLONES static void row_ds(float *d, const float *p, int64_t n, double delta, float g) {
+  for (int64_t j = 0; j < n; j++)
+    d[j] = (float)((double)p[j] * ((double)d[j] - delta)) * g;
+}
+
 /* per row: softcap, mask, logits, softmax; P = 0 outside the visible keys */
 static void softmax_row(const attn_job *J, uint32_t rowi) {
   const vkf_attention_params *p = J->p;
@@ -221,16 +296,17 @@ static void softmax_row(const attn_job *J, uint32_t rowi) {
   int64_t lo, hi;
   vkf_attn_keys_of_rows(p, batch_of(J, b), i, i, &lo, &hi);
   const float *mrow = mask ? mask + b * p->mask_sb + h * p->mask_sh + i * p->mask_si : NULL;
-  float mx = -INFINITY;
-  for (int64_t j = lo; j < hi; j++) {
-    float x = row[j];
-    if (softcap)
-      x = p->softcap * tanhf(x / p->softcap);
-    if (mrow)
-      x += mrow[j];
-    row[j] = x;
-    mx = x > mx ? x : mx;
+  if (softcap || mrow) {
+    for (int64_t j = lo; j < hi; j++) {
+      float x = row[j];
+      if (softcap)
+        x = p->softcap * tanhf(x / p->softcap);
+      if (mrow)
+        x += mrow[j];
+      row[j] = x;
+    }
   }
+  const float mx = row_max(row + lo, hi - lo);
   if (logits) {
     float *lrow = logits + (size_t)rowi * Tk;
     for (int64_t j = 0; j < Tk; j++)
@@ -240,15 +316,8 @@ static void softmax_row(const attn_job *J, uint32_t rowi) {
     memset(row, 0, Tk * sizeof(float));
     return;
   }
-  double sum = 0;
-  for (int64_t j = lo; j < hi; j++) {
-    float e = expf(row[j] - mx);
-    row[j] = e;
-    sum += e;
-  }
-  const float inv = (float)(1.0 / sum);
-  for (int64_t j = lo; j < hi; j++)
-    row[j] *= inv;
+  const double sum = row_exp_sum(row + lo, hi - lo, mx);
+  row_scale(row + lo, hi - lo, (float)(1.0 / sum));
   memset(row, 0, (size_t)lo * sizeof(float));
   memset(row + hi, 0, (size_t)(Tk - hi) * sizeof(float));
 }
@@ -336,16 +405,15 @@ static void ds_row(const attn_job *J, uint32_t rowi) {
   const float *pr = P + (size_t)rowi * Tk, *xr = X ? X + (size_t)rowi * Tk : NULL;
   int64_t lo, hi;
   vkf_attn_keys_of_rows(p, batch_of(J, b), i, i, &lo, &hi);
-  double delta = 0;
-  for (int64_t j = lo; j < hi; j++)
-    delta += (double)pr[j] * d[j];
-  for (int64_t j = lo; j < hi; j++) {
-    float g = p->scale;
-    if (xr) {
+  const double delta = row_dot(pr + lo, d + lo, hi - lo);
+  if (!xr) {
+    row_ds(d + lo, pr + lo, hi - lo, delta, p->scale);
+  } else {
+    for (int64_t j = lo; j < hi; j++) {
       float t = tanhf(xr[j] / p->softcap);
-      g *= 1.0f - t * t;
+      float g = p->scale * (1.0f - t * t);
+      d[j] = (float)((double)pr[j] * (d[j] - delta)) * g;
     }
-    d[j] = (float)((double)pr[j] * (d[j] - delta)) * g;
   }
   memset(d, 0, (size_t)lo * sizeof(float));
   memset(d + hi, 0, (size_t)(Tk - hi) * sizeof(float));

@@ -57,4 +57,52 @@ static inline double vkf_exp_d(double z) {
   return z == z ? y : z;
 }
 
+/* exp(x) in float to about 2 ulp for x <= 88 (the flash kernels'
+ * algorithm; +inf from about 88.4): 0 below -87.3 (and for -inf), x = n ln2 + r with |r| <= ln2 / 2
+ * (ln2 in two parts), exp(r) by its Taylor series to r^6 (truncation below 1.3e-7 relative), times
+ * 2^n built in the exponent bits; NaN stays NaN. Separate multiplies and adds: the same bits in
+ * every build. */
+static inline float vkf_exp_f(float x) {
+  float xc = x > -87.3f ? x : -87.3f;
+  xc = xc < 88.7f ? xc : 88.7f;
+  const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+  float t = xc * 1.44269504088896341f + shifter;
+  float n = t - shifter;
+  float r = xc - n * 0.693145751953125f;
+  r = r - n * 1.42860682030941723212e-6f;
+  float p = (1.0f / 720.0f) * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  int32_t tb, sb;
+  memcpy(&tb, &t, sizeof(tb));
+  memcpy(&sb, &shifter, sizeof(sb));
+  uint32_t bits = (uint32_t)(tb - sb + 127) << 23;
+  float two_n;
+  memcpy(&two_n, &bits, sizeof(two_n));
+  float y = x > -87.3f ? p * two_n : 0.0f;
+  return x == x ? y : x;
+}
+
+/* Floats as integers in the same order (-0 < +0; NaN with the sign bit
+ * clear above +inf), so that maxima are integer reductions, which compilers
+ * vectorise (float ones they only do with -ffast-math). */
+static inline int32_t vkf_f2ord(float x) {
+  int32_t i;
+  memcpy(&i, &x, sizeof(i));
+  return i ^ ((i >> 31) & 0x7fffffff);
+}
+static inline float vkf_ord2f(int32_t i) {
+  i ^= (i >> 31) & 0x7fffffff;
+  float x;
+  memcpy(&x, &i, sizeof(x));
+  return x;
+}
+
+/* Lanes of the partial sums (and maxima) the row loops keep: a fixed
+ * count, so the order of additions is the same in every build. */
+#define VKF_LANES 16
+
 #endif
