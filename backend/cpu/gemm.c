@@ -102,15 +102,12 @@ vkf_cpu_gemm_path vkf_cpu_gemm_pick(void) {
     return VKF_CPU_GEMM_AVX2;
   if (want && strcmp(want, "avx512") == 0 && avx512)
     return VKF_CPU_GEMM_AVX512;
-  if (want && strcmp(want, "avx2") == 0 && !avx512 && !avx2)
-    return fallback;
-  /* AVX-512: ours (OpenBLAS 0.3.21 runs its AVX2 kernels on AVX-512 parts
-   * it does not know, at half the FMA width). AVX2 only: OpenBLAS's own
-   * when the build has it. */
+  /* The best this CPU has (also for a forced kernel it lacks). AVX-512: ours
+   * (OpenBLAS 0.3.21 runs its AVX2 kernels on AVX-512 parts it does not
+   * know, at half the FMA width). AVX2 only: OpenBLAS's own when the build
+   * has it. */
   if (avx512)
     return VKF_CPU_GEMM_AVX512;
-  if (want && strcmp(want, "avx2") == 0 && avx2)
-    return VKF_CPU_GEMM_AVX2;
   if (fallback == VKF_CPU_GEMM_PORTABLE && avx2)
     return VKF_CPU_GEMM_AVX2;
 #endif
