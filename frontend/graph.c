@@ -324,7 +324,7 @@ bool vkf_g_grad_alias(vkf_graph *g, vkf_node x, vkf_node src) {
     return false;
   vkf_gnode *n = vkf_gn(g, x), *s = vkf_gn(g, src);
   if (n->grad || !n->requires_grad || n->arena != VKF_ARENA_ACTS || n->base || n->keep || s->base ||
-      s->arena != VKF_ARENA_ACTS || s->dtype != n->dtype || s->bytes != n->bytes)
+      s->keep || s->arena != VKF_ARENA_ACTS || s->dtype != n->dtype || s->bytes != n->bytes)
     return false;
   n->grad = src;
   return true;

@@ -143,9 +143,10 @@ vkf_node vkf_g_grad(vkf_graph *g, vkf_node x);
 vkf_node vkf_g_grad_overwrite(vkf_graph *g, vkf_node x, bool *overwrite);
 /* Makes src (a gradient whose value is final, about to be added to x's)
  * x's gradient itself, when x is an activation without a gradient yet and
- * of src's size: later contributions to x's gradient then add into src in
- * place. The caller must have emitted every other read of src before any
- * such contribution can follow (true for a backward rule's own steps).
+ * of src's size, and the host does not read src (not kept): later
+ * contributions to x's gradient then add into src in place. The caller
+ * must have emitted every other read of src before any such contribution
+ * can follow (true for a backward rule's own steps).
  * Returns false (nothing done) when it does not apply. */
 bool vkf_g_grad_alias(vkf_graph *g, vkf_node x, vkf_node src);
 /* x's gradient node if one exists already (VKF_NODE_NONE otherwise). */
