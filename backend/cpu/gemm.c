@@ -128,6 +128,34 @@ static const gemm_isa *isa_of(vkf_cpu_gemm_path path) {
 /* ------------------------------------------------------------------------ */
 /* Packing                                                                  */
 /* ------------------------------------------------------------------------ */
+#ifdef GEMM_X86
+/* dst[k * ldd + j] = src[j * lds + k] for j, k < 8. AVX only: pack_panel
+ * runs for the packed paths alone, on CPUs with AVX2 or AVX-512. */
+__attribute__((target("avx"))) static void transpose8(const float *src, size_t lds, float *dst,
+                                                      size_t ldd) {
+  __m256 r[8], t[8], u[8];
+  for (int j = 0; j < 8; j++)
+    r[j] = _mm256_loadu_ps(src + j * lds);
+  /* t: rows 2i, 2i+1 interleaved (columns 0,1,4,5 in even t, 2,3,6,7 in odd) */
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  /* u[4h + c]: column c (and c + 4 in the upper lane) of rows 4h..4h+3 */
+  for (int h = 0; h < 2; h++) {
+    __m256 a = t[4 * h], b = t[4 * h + 1], c = t[4 * h + 2], d = t[4 * h + 3];
+    u[4 * h + 0] = _mm256_shuffle_ps(a, c, _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 1] = _mm256_shuffle_ps(a, c, _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * h + 2] = _mm256_shuffle_ps(b, d, _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 3] = _mm256_shuffle_ps(b, d, _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int c = 0; c < 4; c++) {
+    _mm256_storeu_ps(dst + c * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x20));
+    _mm256_storeu_ps(dst + (c + 4) * ldd, _mm256_permute2f128_ps(u[c], u[4 + c], 0x31));
+  }
+}
+#endif
+
 /* Panel of op(b) columns [j0, j0 + NR) over k < K: dst[k * NR + j], with
  * op(b)(k, j) = b[k * ldb + j], or b[j * ldb + k] when trans. */
 static void pack_panel(uint32_t K, uint32_t N, const float *B, size_t ldb, bool trans,
@@ -142,18 +170,27 @@ static void pack_panel(uint32_t K, uint32_t N, const float *B, size_t ldb, bool 
     }
     return;
   }
-  /* a transpose, 16 k at a time (the destination lines stay in L1) */
-  for (uint32_t k0 = 0; k0 < K; k0 += 16) {
-    const uint32_t k1 = k0 + 16 < K ? k0 + 16 : K;
-    for (uint32_t j = 0; j < nr; j++) {
-      const float *s = B + (size_t)(j0 + j) * ldb;
-      for (uint32_t k = k0; k < k1; k++)
-        dst[(size_t)k * nr_isa + j] = s[k];
-    }
-    for (uint32_t j = nr; j < nr_isa; j++)
-      for (uint32_t k = k0; k < k1; k++)
-        dst[(size_t)k * nr_isa + j] = 0.0f;
+  /* a transpose: 8 x 8 blocks (the 8 k of 64 source rows and the 8
+   * destination rows stay in L1), the edges element by element */
+  uint32_t k8 = 0, j8 = 0;
+#ifdef GEMM_X86
+  k8 = K / 8 * 8;
+  j8 = nr / 8 * 8;
+  for (uint32_t k0 = 0; k0 < k8; k0 += 8)
+    for (uint32_t j = 0; j < j8; j += 8)
+      transpose8(B + (size_t)(j0 + j) * ldb + k0, ldb, dst + (size_t)k0 * nr_isa + j, nr_isa);
+#endif
+  for (uint32_t j = j8; j < nr; j++) {
+    const float *s = B + (size_t)(j0 + j) * ldb;
+    for (uint32_t k = 0; k < k8; k++)
+      dst[(size_t)k * nr_isa + j] = s[k];
   }
+  for (uint32_t k = k8; k < K; k++)
+    for (uint32_t j = 0; j < nr; j++)
+      dst[(size_t)k * nr_isa + j] = B[(size_t)(j0 + j) * ldb + k];
+  for (uint32_t k = 0; k < K; k++)
+    for (uint32_t j = nr; j < nr_isa; j++)
+      dst[(size_t)k * nr_isa + j] = 0.0f;
 }
 
 /* ------------------------------------------------------------------------ */
