@@ -13,9 +13,15 @@
 #    by OpenBLAS or the portable kernel), and the PyTorch reference cases gpt2
 #    and llama with ref_dump emulated (OpenBLAS told to use its SSE3
 #    kernels: see below).
-# Exit 77 (skipped) without qemu-x86_64 (Debian: qemu-user) or off x86-64.
+# Exit 77 (skipped) without qemu-x86_64 (Debian: qemu-user) or off x86-64;
+# without qemu-x86_64 and VKF_TEST_REQUIRE_QEMU=1 (CI), exit 1.
 set -euo pipefail
 tests=$1 src=$2
+if [ "$(uname -m)" = x86_64 ] && ! command -v qemu-x86_64 >/dev/null &&
+  [ "${VKF_TEST_REQUIRE_QEMU:-}" = 1 ]; then
+  echo "FAIL: no qemu-x86_64 (install qemu-user), and VKF_TEST_REQUIRE_QEMU=1" >&2
+  exit 1
+fi
 if [ "$(uname -m)" != x86_64 ] || ! command -v qemu-x86_64 >/dev/null; then
   echo "SKIP: needs x86-64 and qemu-x86_64 (install qemu-user); the CPU dispatch was not" \
        "checked on emulated CPUs" >&2
