@@ -4,7 +4,11 @@
  * in the same run as the baseline. Medians of several timed windows.
  *
  *   bench_train [--quick] [--configs ab] [--devices vulkan,cpu] [--no-torch]
- *               [--steps N] [--reps N]
+ *               [--steps N] [--reps N] [--profile]
+ *
+ * --profile: a context with VKF_CONTEXT_PROFILE; after the timed windows,
+ * the per-op times (host wall-clock on the CPU backend, GPU timestamps on
+ * Vulkan) per training step, largest first.
  *
  * Config a: d_model 128, 4 layers, 4 heads, T 128, batch 8, vocab 256.
  * Config b: d_model 384, 6 layers, 6 heads, T 256, batch 4, vocab 256. */
@@ -34,6 +38,32 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+static int g_profile;
+
+static int cmp_op_time(const void *a, const void *b) {
+  double x = ((const vkf_op_time *)a)->total_ms, y = ((const vkf_op_time *)b)->total_ms;
+  return x > y ? -1 : x < y;
+}
+
+/* Per-op times per step since the last reset, largest first. */
+static void print_profile(vkf_context *ctx, const char *device, int steps) {
+  vkf_op_time ops[128];
+  uint32_t n = 0;
+  if (vkf_profile_read(ctx, ops, 128, &n) != VKF_OK) {
+    fprintf(stderr, "bench_train: %s\n", vkf_context_error(ctx));
+    return;
+  }
+  qsort(ops, n, sizeof(ops[0]), cmp_op_time);
+  double total = 0;
+  for (uint32_t i = 0; i < n; i++)
+    total += ops[i].total_ms;
+  printf("  profile (%s), per step: %.2f ms in ops\n", device, total / steps);
+  printf("  %-34s %8s %10s %6s\n", "op", "calls", "ms", "%");
+  for (uint32_t i = 0; i < n; i++)
+    printf("  %-34s %8.1f %10.3f %5.1f%%\n", ops[i].name, (double)ops[i].count / steps,
+           ops[i].total_ms / steps, total > 0 ? 100.0 * ops[i].total_ms / total : 0.0);
+}
+
 static double median(double *v, int n) {
   qsort(v, (size_t)n, sizeof(double), cmp_double);
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
@@ -42,7 +72,7 @@ static double median(double *v, int n) {
 /* tokens/s of vkformer on `device`; 0 on failure (message printed) */
 static double run_vkf(const char *device, const bcfg *c, int steps, int reps, double *peak_mib,
                       char *dev_name, size_t dev_len) {
-  vkf_context_desc cd = {.device = device};
+  vkf_context_desc cd = {.device = device, .flags = g_profile ? VKF_CONTEXT_PROFILE : 0};
   vkf_context *ctx;
   if (vkf_context_create(&cd, &ctx) != VKF_OK) {
     fprintf(stderr, "bench_train: no context on %s\n", device);
@@ -91,6 +121,8 @@ static double run_vkf(const char *device, const bcfg *c, int steps, int reps, do
     for (int w = 0; w < 2 && ok; w++)
       ok = vkf_trainer_step(t, in, tg, &si) == VKF_OK;
     double rates[16];
+    if (g_profile)
+      vkf_profile_reset(ctx);
     for (int r = 0; r < reps && ok; r++) {
       double t0 = now();
       for (int s = 0; s < steps && ok; s++)
@@ -101,6 +133,8 @@ static double run_vkf(const char *device, const bcfg *c, int steps, int reps, do
       fprintf(stderr, "bench_train: step failed: %s\n", vkf_context_error(ctx));
     else
       rate = median(rates, reps);
+    if (ok && g_profile)
+      print_profile(ctx, dev_name, steps * reps);
     free(in);
     free(tg);
   }
@@ -151,9 +185,11 @@ int main(int argc, char **argv) {
       reps = atoi(argv[++i]);
     } else if (!strcmp(argv[i], "--no-torch")) {
       torch = 0;
+    } else if (!strcmp(argv[i], "--profile")) {
+      g_profile = 1;
     } else {
       printf("usage: bench_train [--quick] [--configs ab] [--devices vulkan,cpu] [--no-torch] "
-             "[--steps N] [--reps N]\n");
+             "[--steps N] [--reps N] [--profile]\n");
       return strcmp(argv[i], "--help") ? 2 : 0;
     }
   }

@@ -286,6 +286,50 @@ vkf_node vkf_g_grad(vkf_graph *g, vkf_node x) {
   return gid;
 }
 
+/* The root of a chain of views that each cover their base whole (offset
+ * 0, same bytes): writing the view writes the root whole. NONE otherwise. */
+static vkf_node whole_root(const vkf_graph *g, vkf_node x) {
+  while (g->nodes[x].base) {
+    const vkf_gnode *n = &g->nodes[x], *b = &g->nodes[n->base];
+    if (n->base_offset != 0 || n->bytes != b->bytes)
+      return VKF_NODE_NONE;
+    x = n->base;
+  }
+  return x;
+}
+
+vkf_node vkf_g_grad_overwrite(vkf_graph *g, vkf_node x, bool *overwrite) {
+  *overwrite = false;
+  if (g->status != VKF_OK || !x)
+    return VKF_NODE_NONE;
+  vkf_gnode *n = vkf_gn(g, x);
+  if (n->grad || !n->requires_grad || n->arena != VKF_ARENA_ACTS)
+    return vkf_g_grad(g, x);
+  vkf_node r = whole_root(g, x);
+  if (!r || g->nodes[r].grad)
+    return vkf_g_grad(g, x);
+  char name[96];
+  snprintf(name, sizeof(name), "d%.90s", g->nodes[r].name);
+  vkf_node gid = new_node(g, name, VKF_ARENA_ACTS, g->nodes[r].dtype, g->nodes[r].ndim,
+                          g->nodes[r].shape); /* no fill: the caller writes it whole */
+  if (!gid)
+    return VKF_NODE_NONE;
+  g->nodes[r].grad = gid;
+  *overwrite = true;
+  return vkf_g_grad(g, x); /* x itself, or the same views of the new gradient */
+}
+
+bool vkf_g_grad_alias(vkf_graph *g, vkf_node x, vkf_node src) {
+  if (g->status != VKF_OK || !x || !src)
+    return false;
+  vkf_gnode *n = vkf_gn(g, x), *s = vkf_gn(g, src);
+  if (n->grad || !n->requires_grad || n->arena != VKF_ARENA_ACTS || n->base || n->keep || s->base ||
+      s->keep || s->arena != VKF_ARENA_ACTS || s->dtype != n->dtype || s->bytes != n->bytes)
+    return false;
+  n->grad = src;
+  return true;
+}
+
 vkf_status vkf_g_backward(vkf_graph *g, vkf_node loss) {
   if (g->status != VKF_OK)
     return g->status;

@@ -135,6 +135,20 @@ void vkf_g_tape(vkf_graph *g, const vkf_tape *t);
 /* The gradient node of x, created (and zero-filled by a step emitted now)
  * on first request. VKF_NODE_NONE if x needs no gradient. */
 vkf_node vkf_g_grad(vkf_graph *g, vkf_node x);
+/* For a backward step that writes x's gradient whole: when the gradient does
+ * not exist yet (and x is an activation, or a view covering one whole), it
+ * is created without the zero fill and *overwrite is set: the step must
+ * write it (matmul without beta, a copy) instead of adding to it. Otherwise
+ * as vkf_g_grad, *overwrite false. */
+vkf_node vkf_g_grad_overwrite(vkf_graph *g, vkf_node x, bool *overwrite);
+/* Makes src (a gradient whose value is final, about to be added to x's)
+ * x's gradient itself, when x is an activation without a gradient yet and
+ * of src's size, and the host does not read src (not kept): later
+ * contributions to x's gradient then add into src in place. The caller
+ * must have emitted every other read of src before any such contribution
+ * can follow (true for a backward rule's own steps).
+ * Returns false (nothing done) when it does not apply. */
+bool vkf_g_grad_alias(vkf_graph *g, vkf_node x, vkf_node src);
 /* x's gradient node if one exists already (VKF_NODE_NONE otherwise). */
 vkf_node vkf_g_grad_if(vkf_graph *g, vkf_node x);
 /* Keep an activation alive to the end of the step list (host reads it). */

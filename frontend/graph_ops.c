@@ -85,11 +85,12 @@ static void linear_backward(vkf_graph *g, const vkf_tape *t) {
   bool tw = t->flags & LIN_TRANS_W;
   uint32_t col0 = (uint32_t)t->f[0];
   if (needs_grad(g, x)) {
-    vkf_node dx = vkf_g_grad(g, x);
-    /* dx[rows, k] += dy[rows, m] . W^T */
+    bool first;
+    vkf_node dx = vkf_g_grad_overwrite(g, x, &first);
+    /* dx[rows, k] (+)= dy[rows, m] . W^T (the first contribution writes) */
     mm_operand wop = tw ? (mm_operand){w, 0, 0} : sub(w, col0, k, m, ldw);
     matmul_step(g, whole(dx), whole(dy), wop, (mm_operand){0}, rows, k, m, m, ldw, k,
-                VKF_MM_BETA | (tw ? 0 : VKF_MM_TRANS_B));
+                (first ? 0 : VKF_MM_BETA) | (tw ? 0 : VKF_MM_TRANS_B));
   }
   if (needs_grad(g, w)) {
     vkf_node dw = vkf_g_grad(g, w);
@@ -208,11 +209,32 @@ static vkf_node tmp_like(vkf_graph *g, vkf_node like, const char *what) {
   return vkf_g_act(g, name, VKF_DTYPE_F32, N(g, like)->ndim, N(g, like)->shape);
 }
 
+/* d(in) += dc for both inputs. The first input without a gradient yet takes
+ * dc itself as its gradient (no pass at all: in a residual stream the
+ * gradient is updated in place, layer after layer); the other one, when its
+ * gradient is new, gets a copy; otherwise dc is added. */
 static void add_backward(vkf_graph *g, const vkf_tape *t) {
   vkf_node dc = vkf_g_grad_if(g, t->out[0]);
-  for (int i = 0; i < 2; i++)
-    if (needs_grad(g, t->in[i]))
-      accumulate(g, vkf_g_grad(g, t->in[i]), dc);
+  bool aliased = false;
+  for (int i = 0; i < 2; i++) {
+    vkf_node x = t->in[i];
+    if (!needs_grad(g, x))
+      continue;
+    if (N(g, x)->elements == N(g, dc)->elements) {
+      if (!aliased && vkf_g_grad_alias(g, x, dc)) {
+        aliased = true;
+        continue;
+      }
+      bool first;
+      vkf_node dx = vkf_g_grad_overwrite(g, x, &first);
+      if (first)
+        scale_step(g, dx, dc, 1.0f); /* a copy */
+      else
+        binary_step(g, VKF_OP_ADD, dx, dx, dc);
+      continue;
+    }
+    accumulate(g, vkf_g_grad(g, x), dc);
+  }
 }
 
 static void mul_backward(vkf_graph *g, const vkf_tape *t) {

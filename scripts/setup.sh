@@ -13,6 +13,7 @@ packages=(
   mesa-vulkan-drivers            # lavapipe: Vulkan on the CPU, for machines without a GPU
   vulkan-validationlayers        # tests run with the Khronos validation layer
   python3-torch python3-numpy    # tests/torch_ref: GPT training checked against PyTorch
+  qemu-user                      # tests/cpu_isa.sh: the CPU backend on emulated CPUs without AVX-512/AVX2
   bible-kjv                      # the King James Bible: the main sample's training text
 )
 if [ "${1:-}" = "--with-tools" ]; then

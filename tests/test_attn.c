@@ -91,6 +91,10 @@ static const acase fd_cases[] = {
     {1, 5, 3, 2, 1, 8, 8, CAUSAL, 0.7f, 0.8f, 0, TL, 0, MASK_NONE, 0, 0},
     {1, 2, 7, 3, 1, 4, 4, CAUSAL | KVBHTD, 0, 0, 0, OFS, 3, MASK_SHORT, 0, 0},
     {2, 3, 4, 4, 1, 6, 3, 0, 0, 0, 0, 0, 0, MASK_BH, 1, 0},
+    /* at least 8 query rows: the CPU's packed path (blocks of 36 rows, 36 keys) */
+    {1, 9, 9, 2, 1, 4, 3, CAUSAL, 0, 1.5f, 4, 0, 0, MASK_NONE, 0, 0},
+    {2, 8, 11, 2, 2, 3, 5, KVBHTD, 0, 0, 0, 0, 0, MASK_2D, 1, 0},
+    {1, 40, 40, 1, 1, 2, 2, CAUSAL | QBHTD, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
 };
 
 /* ------------------------------------------------------------------------ */
@@ -552,6 +556,49 @@ static void test_attn_cpu_thread_independence(void **state) {
   vkft_destroy(cpu);
 }
 
+/* The CPU's paths (VKF_CPU_GEMM: the packed kernels, or OpenBLAS / the
+ * portable loops) against each other, forward and backward, on every case:
+ * both fp32 with different blockings and summation orders, so the Vulkan vs
+ * CPU bounds. */
+static void test_attn_cpu_paths(void **state) {
+  (void)state;
+  static const char *const paths[] = {"avx512", "avx2"};
+  size_t failures = 0;
+  for (size_t ci = 0; ci < VKFT_ARRAY_LEN(cases); ci++) {
+    const acase *c = &cases[ci];
+    inputs in;
+    inputs_make(c, 500 + ci, &in);
+    setenv("VKF_CPU_GEMM", "blas", 1);
+    vkf_context *cpu = vkft_cpu();
+    result want = {0};
+    run_case(cpu, c, &in, 1, NULL, true, &want);
+    vkft_destroy(cpu);
+    for (size_t pi = 0; pi < VKFT_ARRAY_LEN(paths); pi++) {
+      setenv("VKF_CPU_GEMM", paths[pi], 1);
+      cpu = vkft_cpu();
+      result r = {0};
+      run_case(cpu, c, &in, 1, NULL, true, &r);
+      size_t bad = vkft_compare_f("out", r.out, want.out, in.no, FWD_ATOL, FWD_RTOL);
+      bad += vkft_compare_f("P", r.P, want.P, in.np, FWD_ATOL, FWD_RTOL);
+      bad += vkft_compare_f("dq", r.dq, want.dq, in.nq, BWD_ATOL, BWD_RTOL);
+      bad += vkft_compare_f("dk", r.dk, want.dk, in.nk, BWD_ATOL, BWD_RTOL);
+      bad += vkft_compare_f("dv", r.dv, want.dv, in.nv, BWD_ATOL, BWD_RTOL);
+      if (bad) {
+        char what[256];
+        case_name(c, ci, what, sizeof(what));
+        fprintf(stderr, "  ^ %s, VKF_CPU_GEMM=%s against blas\n", what, paths[pi]);
+      }
+      failures += bad;
+      result_free(&r);
+      vkft_destroy(cpu);
+    }
+    result_free(&want);
+    inputs_free(&in);
+  }
+  unsetenv("VKF_CPU_GEMM");
+  assert_int_equal(failures, 0);
+}
+
 /* ------------------------------------------------------------------------ */
 /* 2. Vulkan against the CPU backend                                         */
 /* ------------------------------------------------------------------------ */
@@ -898,6 +945,7 @@ int main(void) {
       cmocka_unit_test(test_attn_cpu_forward_vs_reference),
       cmocka_unit_test(test_attn_cpu_backward_vs_finite_differences),
       cmocka_unit_test(test_attn_cpu_thread_independence),
+      cmocka_unit_test(test_attn_cpu_paths),
       cmocka_unit_test(test_attn_vulkan_vs_cpu),
       cmocka_unit_test(test_attn_accumulation),
       cmocka_unit_test(test_attn_errors),

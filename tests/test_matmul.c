@@ -191,6 +191,91 @@ static void test_matmul_cpu_vs_reference(void **state) {
   vkft_destroy(cpu);
 }
 
+/* Larger products for the CPU backend's packed GEMM (backend/cpu/gemm.c):
+ * several k blocks (KC = 256, with a remainder), several row tiles and
+ * column panels (64 / 16 wide) with edges, a shared b over a batch. */
+static const mm_case packed_cases[] = {
+    {1, 301, 130, 600, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 0},
+    {1, 262, 197, 520, VKF_MATMUL_TRANS_A, 0, 0, 1},
+    {1, 97, 640, 257, 0, 1, 0, 0},
+    {1, 130, 67, 513, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B, 1, 0, 0},
+    {3, 70, 129, 300, VKF_MATMUL_TRANS_B, 0, 1, 0},
+    {2, 64, 64, 256, VKF_MATMUL_ACCUMULATE, 1, 0, 0},
+};
+
+/* Runs every case on ctx; results appended to out[] (one malloc'd array per
+ * case, inputs from a fixed seed). */
+static void run_paths_cases(vkf_context *ctx, const mm_case *list, size_t n_cases, float **out) {
+  vkft_rng rng = vkft_rng_seed(77);
+  for (size_t ci = 0; ci < n_cases; ci++) {
+    const mm_case *c = &list[ci];
+    size_t na = (size_t)c->batch * c->M * c->K,
+           nb = (size_t)(c->b_shared ? 1 : c->batch) * c->K * c->N;
+    size_t nc = (size_t)c->batch * c->M * c->N;
+    float *a = vkft_alloc(na), *b = vkft_alloc(nb), *bias = vkft_alloc(c->N), *c0 = vkft_alloc(nc);
+    vkft_fill_uniform(&rng, a, na, -1, 1);
+    vkft_fill_uniform(&rng, b, nb, -1, 1);
+    vkft_fill_uniform(&rng, bias, c->N, -1, 1);
+    vkft_fill_uniform(&rng, c0, nc, -1, 1);
+    out[ci] = run_case(ctx, c, a, b, c->bias ? bias : NULL, c0);
+    free(a);
+    free(b);
+    free(bias);
+    free(c0);
+  }
+}
+
+/* Every CPU matmul path (VKF_CPU_GEMM) against the double reference, on the
+ * small cases and the packed ones; the packed kernels give the same bits
+ * with 1, 2 and 3 threads, and AVX2 the same bits as AVX-512 (one FMA chain
+ * per k block in both). A path this CPU lacks falls back to the best one. */
+static void test_matmul_cpu_paths(void **state) {
+  (void)state;
+  static const char *const paths[] = {"avx512", "avx2", "blas", "portable"};
+  enum { NP = VKFT_ARRAY_LEN(packed_cases) };
+  float *first[NP] = {0};
+  size_t failures = 0;
+  for (size_t pi = 0; pi < VKFT_ARRAY_LEN(paths); pi++) {
+    setenv("VKF_CPU_GEMM", paths[pi], 1);
+    vkf_context *cpu = vkft_cpu();
+    failures += run_cases(cpu, NULL, cases, VKFT_ARRAY_LEN(cases), paths[pi]);
+    failures += run_cases(cpu, NULL, packed_cases, NP, paths[pi]);
+    bool packed = false; /* this path really runs the packed kernels here */
+#if defined(__GNUC__) && defined(__x86_64__)
+    __builtin_cpu_init();
+    packed = pi == 0   ? __builtin_cpu_supports("avx512f")
+             : pi == 1 ? __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+                       : false;
+#endif
+    if (packed) {
+      for (uint32_t threads = 1; threads <= 3; threads++) {
+        VKFT_OK(vkf_context_set_threads(cpu, threads));
+        float *got[NP];
+        run_paths_cases(cpu, packed_cases, NP, got);
+        for (size_t ci = 0; ci < NP; ci++) {
+          const mm_case *c = &packed_cases[ci];
+          size_t nc = (size_t)c->batch * c->M * c->N;
+          if (!first[ci]) {
+            first[ci] = got[ci];
+            continue;
+          }
+          if (memcmp(first[ci], got[ci], nc * sizeof(float)) != 0) {
+            fprintf(stderr, "%s, %u threads: packed case %zu differs from the first run\n",
+                    paths[pi], threads, ci);
+            failures++;
+          }
+          free(got[ci]);
+        }
+      }
+    }
+    vkft_destroy(cpu);
+  }
+  unsetenv("VKF_CPU_GEMM");
+  for (size_t ci = 0; ci < NP; ci++)
+    free(first[ci]);
+  assert_int_equal(failures, 0);
+}
+
 static void test_matmul_vulkan_vs_cpu(void **state) {
   (void)state;
   vkf_context *vk = vkft_vulkan();
@@ -344,6 +429,7 @@ static void test_matmul_errors(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_matmul_cpu_vs_reference),
+      cmocka_unit_test(test_matmul_cpu_paths),
       cmocka_unit_test(test_matmul_vulkan_vs_cpu),
       cmocka_unit_test(test_matmul_vulkan_configs),
       cmocka_unit_test(test_matmul_vulkan_bad_config),

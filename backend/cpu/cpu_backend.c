@@ -101,6 +101,7 @@ static void cpu_destroy(vkf_backend *be) {
   vkf_cpu *cpu = cpu_of(be);
   cpu_program_destroy(be, cpu->capturing);
   vkf_pool_destroy(cpu->pool);
+  free(cpu->scratch); /* from posix_memalign */
   vkf_free(be->env, cpu);
 }
 

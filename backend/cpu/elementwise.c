@@ -1,11 +1,12 @@
 /* fill, add, mul, scale on the CPU. */
 #include "cpu.h"
+#include "vecmath.h"
 
 #include <string.h>
 
 #define GRAIN 16384u
 
-static void fill_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+VKF_VEC_CLONES static void fill_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   (void)worker;
   const vkf_op *op = arg;
   uint32_t *c = (uint32_t *)vkf_cpu_f32(op, 0);
@@ -24,7 +25,8 @@ vkf_status vkf_cpu_fill(vkf_cpu *cpu, const vkf_op *op) {
 
 /* Binary ops with b either full-size or one row broadcast over rows. */
 #define BINARY_TASK(name, expr)                                                                    \
-  static void name##_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {              \
+  VKF_VEC_CLONES static void name##_task(void *arg, uint32_t begin, uint32_t end,                  \
+                                         uint32_t worker) {                                        \
     (void)worker;                                                                                  \
     const vkf_op *op = arg;                                                                        \
     float *c = vkf_cpu_f32(op, 0);                                                                 \
@@ -59,7 +61,7 @@ vkf_status vkf_cpu_mul(vkf_cpu *cpu, const vkf_op *op) {
   return VKF_OK;
 }
 
-static void scale_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+VKF_VEC_CLONES static void scale_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   (void)worker;
   const vkf_op *op = arg;
   float *c = vkf_cpu_f32(op, 0);

@@ -5,6 +5,7 @@
  * give the same bits: see vkf_embedding_backward_params. bias_backward is a
  * reference reduction in double. */
 #include "cpu.h"
+#include "vecmath.h"
 
 #include <string.h>
 
@@ -15,7 +16,8 @@ static inline const int32_t *cpu_i32(const vkf_op *op, uint32_t i) {
 }
 
 /* ---- embedding ---- */
-static void embedding_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+VKF_VEC_CLONES static void embedding_task(void *arg, uint32_t begin, uint32_t end,
+                                          uint32_t worker) {
   (void)worker;
   const vkf_op *op = arg;
   const vkf_embedding_params *p = &op->p.embedding;
@@ -59,7 +61,8 @@ typedef struct emb_bw_job {
  * of dwte, so the partition cannot change any sum. The segment's rows are
  * read whole (row k into accumulator row k % 8), which performs exactly the
  * per-column float operations of the kernel. */
-static void embedding_backward_wte_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+VKF_VEC_CLONES static void embedding_backward_wte_task(void *arg, uint32_t begin, uint32_t end,
+                                                       uint32_t worker) {
   const emb_bw_job *job = arg;
   const vkf_op *op = job->op;
   const vkf_embedding_backward_params *p = &op->p.embedding_backward;
@@ -89,7 +92,8 @@ static void embedding_backward_wte_task(void *arg, uint32_t begin, uint32_t end,
   }
 }
 
-static void embedding_backward_wpe_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+VKF_VEC_CLONES static void embedding_backward_wpe_task(void *arg, uint32_t begin, uint32_t end,
+                                                       uint32_t worker) {
   (void)worker;
   const vkf_op *op = arg;
   const vkf_embedding_backward_params *p = &op->p.embedding_backward;
@@ -129,7 +133,8 @@ vkf_status vkf_cpu_embedding_backward(vkf_cpu *cpu, const vkf_op *op) {
  * in row order: the result does not depend on the thread count. */
 #define BIAS_BLOCK 64u
 
-static void bias_backward_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+VKF_VEC_CLONES static void bias_backward_task(void *arg, uint32_t begin, uint32_t end,
+                                              uint32_t worker) {
   (void)worker;
   const vkf_op *op = arg;
   const vkf_bias_backward_params *p = &op->p.bias_backward;

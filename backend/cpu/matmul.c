@@ -125,15 +125,17 @@ void vkf_cpu_matmul_f32(vkf_pool *pool, const vkf_matmul_params *p, float *c, co
 
 #else
 /* ---- OpenBLAS ----
- * OpenBLAS parallelises a large product over its own threads. After each
- * call those threads spin (sched_yield in a loop, about 0.1 s: 2^28 cycles)
- * waiting for more work; with as many threads as cores they then compete
- * with this backend's pool for the cores during the ops that follow. How
- * many threads OpenBLAS uses is the application's setting
- * (OPENBLAS_NUM_THREADS, openblas_set_num_threads), never changed here;
- * when it is 1, the pool splits large products itself, each part a
+ * OpenBLAS parallelises a large product over its own threads, which after
+ * each call spin (sched_yield in a loop, about 0.1 s: 2^28 cycles) waiting
+ * for more work. Measured with bench_gemm --mix (Linux 6.18, 2 cores): the
+ * pool's elementwise ops right after a matmul take as long as 0.2 s after
+ * one, when the spinning has stopped (0.55 ms each), so the scheduler hands
+ * the core to the pool's woken thread and the spinning costs nothing
+ * measurable there. How many threads OpenBLAS uses is the application's
+ * setting (OPENBLAS_NUM_THREADS, openblas_set_num_threads), never changed
+ * here; when it is 1 the pool splits large products itself, each part a
  * single-threaded sgemm, so an application that wants no spinning threads
- * still gets every core for its matmuls. */
+ * (more cores than threads, other busy libraries) still gets every core. */
 typedef struct mm_job {
   const vkf_matmul_params *p;
   float *c;
@@ -188,24 +190,39 @@ static void split_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker)
     gemm_part(j, j->bi, 0, j->p->M, x0, x1);
 }
 
+/* OpenBLAS (0.3.x) runs a product single-threaded when M*N*K is at most
+ * 65536 * GEMM_MULTITHREAD_THRESHOLD (4 by default). */
+#define BLAS_SERIAL_MNK 262144u
+
 void vkf_cpu_matmul_f32(vkf_pool *pool, const vkf_matmul_params *p, float *c, const float *a,
                         const float *b, const float *bias) {
   mm_job j = {p, c, a, b, bias, 0, true};
   const uint32_t threads = vkf_pool_threads(pool);
-  const uint64_t flops = 2ull * p->M * p->N * p->K;
-  const bool blas_threads = openblas_get_num_threads() > 1;
-  if (p->batch > 1 && (flops < SMALL_FLOPS || p->batch >= 4 * threads || !blas_threads)) {
-    /* many products: one per task */
+  const uint64_t mnk = (uint64_t)p->M * p->N * p->K;
+  if (openblas_get_num_threads() > 1) {
+    /* Products OpenBLAS runs on one thread go to the pool, one per task.
+     * Larger ones go to OpenBLAS one after the other: run side by side they
+     * fight over OpenBLAS's threads (measured 0.6-0.9x of sequential calls
+     * for 48 x 128x64x128 and 12 x 1024x64x1024). */
+    if (p->batch > 1 && mnk <= BLAS_SERIAL_MNK)
+      vkf_pool_run(pool, p->batch, 1, batch_task, &j);
+    else
+      for (uint32_t bi = 0; bi < p->batch; bi++)
+        gemm_part(&j, bi, 0, p->M, 0, p->N);
+    return;
+  }
+  /* single-threaded OpenBLAS: the pool parallelises */
+  if (p->batch >= threads || (p->batch > 1 && 2 * mnk < SMALL_FLOPS)) {
     vkf_pool_run(pool, p->batch, 1, batch_task, &j);
     return;
   }
-  if (blas_threads || threads == 1 || flops < SMALL_FLOPS) {
+  if (threads == 1 || 2 * mnk < SMALL_FLOPS) {
     for (uint32_t bi = 0; bi < p->batch; bi++)
       gemm_part(&j, bi, 0, p->M, 0, p->N);
     return;
   }
-  /* single-threaded OpenBLAS: parts of at least SPLIT_MIN rows (or columns,
-   * when there are more of them) per task, at least one part per thread */
+  /* large products, fewer than threads: parts of at least SPLIT_MIN rows (or
+   * columns, when there are more of them) per task, one or more per thread */
   j.split_rows = p->M >= p->N;
   uint32_t units = ((j.split_rows ? p->M : p->N) + SPLIT_UNIT - 1) / SPLIT_UNIT;
   uint32_t grain = SPLIT_MIN / SPLIT_UNIT, per_thread = (units + threads - 1) / threads;
@@ -217,6 +234,11 @@ void vkf_cpu_matmul_f32(vkf_pool *pool, const vkf_matmul_params *p, float *c, co
 #endif
 
 vkf_status vkf_cpu_matmul(vkf_cpu *cpu, const vkf_op *op) {
+  vkf_cpu_gemm_path path = vkf_cpu_gemm_pick();
+  if (path == VKF_CPU_GEMM_AVX2 || path == VKF_CPU_GEMM_AVX512)
+    return vkf_cpu_gemm(cpu, path, &op->p.matmul, vkf_cpu_f32(op, 0), vkf_cpu_f32(op, 1),
+                        vkf_cpu_f32(op, 2),
+                        (op->p.matmul.flags & VKF_MM_BIAS) ? vkf_cpu_f32(op, 3) : NULL);
   vkf_cpu_matmul_f32(cpu->pool, &op->p.matmul, vkf_cpu_f32(op, 0), vkf_cpu_f32(op, 1),
                      vkf_cpu_f32(op, 2),
                      (op->p.matmul.flags & VKF_MM_BIAS) ? vkf_cpu_f32(op, 3) : NULL);

@@ -7,6 +7,7 @@
  * blocks' partials in block order. So results do not depend on the thread
  * count, and there are no atomics. */
 #include "cpu.h"
+#include "vecmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -20,7 +21,7 @@
 #define COL_TILE 64u
 
 /* Sum of x[0..n) in double, four accumulators (fixed order). */
-static double sum_d(const float *x, uint32_t n) {
+static inline double sum_d(const float *x, uint32_t n) {
   double a[4] = {0, 0, 0, 0};
   uint32_t c = 0;
   for (; c + 4 <= n; c += 4)
@@ -32,7 +33,7 @@ static double sum_d(const float *x, uint32_t n) {
 }
 
 /* Sum of (x - mu)^2 over x[0..n) in double. */
-static double sum_sq_d(const float *x, uint32_t n, double mu) {
+static inline double sum_sq_d(const float *x, uint32_t n, double mu) {
   double a[4] = {0, 0, 0, 0};
   uint32_t c = 0;
   for (; c + 4 <= n; c += 4)
@@ -58,7 +59,7 @@ typedef struct norm_fwd {
   const float *x, *w, *b;
 } norm_fwd;
 
-static void norm_fwd_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+VKF_VEC_CLONES static void norm_fwd_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   (void)worker;
   const norm_fwd *f = arg;
   const uint32_t C = f->cols;
@@ -136,7 +137,8 @@ typedef struct norm_bwd {
 
 /* Rows [r0, r1): dx += ..., and the rows' dw/db contributions added to
  * pw/pb (NULL: not wanted), in row order. */
-static void backward_rows(const norm_bwd *b, uint32_t r0, uint32_t r1, double *pw, double *pb) {
+static inline void backward_rows(const norm_bwd *b, uint32_t r0, uint32_t r1, double *pw,
+                                 double *pb) {
   const uint32_t C = b->cols;
   const double inv_c = 1.0 / C;
   for (uint32_t r = r0; r < r1; r++) {
@@ -174,13 +176,15 @@ static void backward_rows(const norm_bwd *b, uint32_t r0, uint32_t r1, double *p
 }
 
 /* dx only: rows in any partition. */
-static void backward_dx_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+VKF_VEC_CLONES static void backward_dx_task(void *arg, uint32_t begin, uint32_t end,
+                                            uint32_t worker) {
   (void)worker;
   backward_rows(arg, begin, end, NULL, NULL);
 }
 
 /* One item per row block: its partials start at zero. */
-static void backward_block_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+VKF_VEC_CLONES static void backward_block_task(void *arg, uint32_t begin, uint32_t end,
+                                               uint32_t worker) {
   (void)worker;
   const norm_bwd *b = arg;
   for (uint32_t k = begin; k < end; k++) {
@@ -213,7 +217,8 @@ static void sum_blocks(const double *partial, uint32_t n_blocks, uint32_t cols, 
   }
 }
 
-static void backward_columns_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+VKF_VEC_CLONES static void backward_columns_task(void *arg, uint32_t begin, uint32_t end,
+                                                 uint32_t worker) {
   (void)worker;
   const norm_bwd *b = arg;
   if (b->pw)

@@ -3,6 +3,7 @@
  * the norm accumulates in double over a fixed partition (so its result does
  * not depend on the thread count). */
 #include "cpu.h"
+#include "vecmath.h"
 
 #include <math.h>
 
@@ -24,7 +25,7 @@ typedef struct adamw_job {
 } adamw_job;
 
 /* Elements [begin, end), all with decay flag d (0 or 1). */
-static void adamw_run(const adamw_job *j, uint32_t begin, uint32_t end, float d) {
+static inline void adamw_run(const adamw_job *j, uint32_t begin, uint32_t end, float d) {
   const vkf_adamw_params *p = j->p;
   const float b1 = p->beta1, b2 = p->beta2, omb1 = p->omb1, omb2 = p->omb2, eps = p->eps;
   const float lr = j->lr, ibc1 = j->inv_bc1, ibc2 = j->inv_bc2, s = j->s;
@@ -55,7 +56,7 @@ static uint32_t seg_find(const uint32_t *seg, uint32_t i, uint32_t lo, uint32_t 
   return lo;
 }
 
-static void adamw_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+VKF_VEC_CLONES static void adamw_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   (void)worker;
   const adamw_job *j = arg;
   if (!j->seg) {
@@ -111,7 +112,7 @@ typedef struct norm_job {
 } norm_job;
 
 /* Partial b: the sum of squares of elements [b*n/parts, (b+1)*n/parts). */
-static void norm_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+VKF_VEC_CLONES static void norm_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   (void)worker;
   const norm_job *j = arg;
   for (uint32_t b = begin; b < end; b++) {
@@ -151,7 +152,7 @@ typedef struct clip_job {
   float s;
 } clip_job;
 
-static void clip_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
+VKF_VEC_CLONES static void clip_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   (void)worker;
   const clip_job *j = arg;
   float *restrict x = j->x;

@@ -2,6 +2,7 @@
  * sum of exponentials in double; reductions over rows in double, in row
  * order (independent of the thread count). */
 #include "cpu.h"
+#include "vecmath.h"
 
 #include <math.h>
 
@@ -17,14 +18,57 @@ static inline size_t row_base(const vkf_cross_entropy_params *p, uint32_t r) {
   return o * p->V * p->inner + i;
 }
 
+/* Contiguous rows (stride 1), vectorised: the maximum, and the sum of
+ * exp(x - m) in double (VKF_LANES partial sums in a fixed order). */
+VKF_VEC_CLONES static float max_contig(const float *x, uint32_t V) {
+  int32_t part[VKF_LANES];
+  for (int l = 0; l < VKF_LANES; l++)
+    part[l] = vkf_f2ord(-INFINITY);
+  uint32_t c = 0;
+  for (; c + VKF_LANES <= V; c += VKF_LANES)
+    for (int l = 0; l < VKF_LANES; l++) {
+      int32_t v = vkf_f2ord(x[c + l]);
+      part[l] = v > part[l] ? v : part[l];
+    }
+  int32_t m = vkf_f2ord(-INFINITY);
+  for (; c < V; c++) {
+    int32_t v = vkf_f2ord(x[c]);
+    m = v > m ? v : m;
+  }
+  for (int l = 0; l < VKF_LANES; l++)
+    m = part[l] > m ? part[l] : m;
+  return vkf_ord2f(m);
+}
+
+VKF_VEC_CLONES static double exp_sum_contig(const float *x, uint32_t V, double m) {
+  double part[VKF_LANES];
+  for (int l = 0; l < VKF_LANES; l++)
+    part[l] = 0.0;
+  uint32_t c = 0;
+  for (; c + VKF_LANES <= V; c += VKF_LANES)
+    for (int l = 0; l < VKF_LANES; l++)
+      part[l] += vkf_exp_d((double)x[c + l] - m);
+  double s = 0.0;
+  for (; c < V; c++)
+    s += vkf_exp_d((double)x[c] - m);
+  for (int l = 0; l < VKF_LANES; l++)
+    s += part[l];
+  return s;
+}
+
 /* max and log(sum(exp(x - max))) of one row. */
 static void row_lse(const float *x, size_t stride, uint32_t V, double *mx, double *lse) {
   float m = -INFINITY;
   bool nan = false;
-  for (uint32_t c = 0; c < V; c++) {
-    float v = x[c * stride];
-    nan |= isnan(v);
-    m = v > m ? v : m;
+  if (stride == 1) {
+    m = max_contig(x, V);
+    nan = isnan(m); /* a NaN with the sign bit set is caught by the sum below */
+  } else {
+    for (uint32_t c = 0; c < V; c++) {
+      float v = x[c * stride];
+      nan |= isnan(v);
+      m = v > m ? v : m;
+    }
   }
   if (nan) {
     *mx = *lse = NAN;
@@ -36,8 +80,12 @@ static void row_lse(const float *x, size_t stride, uint32_t V, double *mx, doubl
     return;
   }
   double s = 0;
-  for (uint32_t c = 0; c < V; c++)
-    s += exp((double)x[c * stride] - (double)m);
+  if (stride == 1) {
+    s = exp_sum_contig(x, V, m);
+  } else {
+    for (uint32_t c = 0; c < V; c++)
+      s += vkf_exp_d((double)x[c * stride] - (double)m);
+  }
   *mx = m;
   *lse = (double)m + log(s);
 }
@@ -99,6 +147,12 @@ vkf_status vkf_cpu_cross_entropy(vkf_cpu *cpu, const vkf_op *op) {
   return VKF_OK;
 }
 
+/* d[c] += g * exp(x[c] - lse), in double, rounded once */
+VKF_VEC_CLONES static void grad_contig(float *d, const float *x, uint32_t V, double g, double lse) {
+  for (uint32_t c = 0; c < V; c++)
+    d[c] = (float)((double)d[c] + g * vkf_exp_d((double)x[c] - lse));
+}
+
 typedef struct backward_job {
   const vkf_op *op;
   double g; /* MEAN: dloss / den; SUM: dloss */
@@ -123,10 +177,18 @@ static void backward_task(void *arg, uint32_t begin, uint32_t end, uint32_t work
     row_lse(logits + base, stride, p->V, &m, &lse);
     (void)m;
     uint32_t t = (uint32_t)tgt[r];
-    for (uint32_t c = 0; c < p->V; c++) {
-      size_t e = base + c * stride;
-      double prob = exp((double)logits[e] - lse);
-      dlogits[e] = (float)((double)dlogits[e] + g * (prob - (c == t ? 1.0 : 0.0)));
+    if (stride == 1) {
+      /* every class as a non-target, then the target again from its old value */
+      const float d_t = dlogits[base + t];
+      grad_contig(dlogits + base, logits + base, p->V, g, lse);
+      double prob = vkf_exp_d((double)logits[base + t] - lse);
+      dlogits[base + t] = (float)((double)d_t + g * (prob - 1.0));
+    } else {
+      for (uint32_t c = 0; c < p->V; c++) {
+        size_t e = base + c * stride;
+        double prob = vkf_exp_d((double)logits[e] - lse);
+        dlogits[e] = (float)((double)dlogits[e] + g * (prob - (c == t ? 1.0 : 0.0)));
+      }
     }
   }
 }
