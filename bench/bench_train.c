@@ -4,12 +4,18 @@
  * in the same run as the baseline. Medians of several timed windows.
  *
  *   bench_train [--quick] [--configs ab] [--devices vulkan,cpu] [--no-torch]
- *               [--steps N] [--reps N]
+ *               [--steps N] [--reps N] [--profile]
+ *
+ * --profile: a second run per device in a context created with
+ * VKF_CONTEXT_PROFILE prints the device time of each op per training step
+ * (GPU timestamps on Vulkan; the profiled context serialises the dispatches,
+ * so the sum exceeds the unprofiled step time by the barriers it adds).
  *
  * Config a: d_model 128, 4 layers, 4 heads, T 128, batch 8, vocab 256.
  * Config b: d_model 384, 6 layers, 6 heads, T 256, batch 4, vocab 256. */
 #include <vkformer.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,9 +46,39 @@ static double median(double *v, int n) {
 }
 
 /* tokens/s of vkformer on `device`; 0 on failure (message printed) */
+static int cmp_time(const void *a, const void *b) {
+  double x = ((const vkf_op_time *)a)->total_ms, y = ((const vkf_op_time *)b)->total_ms;
+  return x > y ? -1 : x < y;
+}
+
+/* Per-op device time of the `steps` steps just run, per step. */
+static void print_profile(vkf_context *ctx, int steps) {
+  vkf_op_time times[128];
+  uint32_t n = 0;
+  if (vkf_profile_read(ctx, times, 128, &n) != VKF_OK) {
+    fprintf(stderr, "bench_train: %s\n", vkf_context_error(ctx));
+    return;
+  }
+  if (n > 128)
+    n = 128;
+  qsort(times, n, sizeof(times[0]), cmp_time);
+  double total = 0;
+  uint32_t calls = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    total += times[i].total_ms;
+    calls += times[i].count;
+  }
+  printf("  %-32s %8s %10s %7s %10s\n", "op", "calls", "ms/step", "share", "us/call");
+  for (uint32_t i = 0; i < n; i++)
+    printf("  %-32s %8.0f %10.2f %6.1f%% %10.1f\n", times[i].name, (double)times[i].count / steps,
+           times[i].total_ms / steps, 100.0 * times[i].total_ms / (total > 0 ? total : 1),
+           1000.0 * times[i].total_ms / (times[i].count ? times[i].count : 1));
+  printf("  %-32s %8.0f %10.2f\n", "total", (double)calls / steps, total / steps);
+}
+
 static double run_vkf(const char *device, const bcfg *c, int steps, int reps, double *peak_mib,
-                      char *dev_name, size_t dev_len) {
-  vkf_context_desc cd = {.device = device};
+                      char *dev_name, size_t dev_len, bool profile) {
+  vkf_context_desc cd = {.device = device, .flags = profile ? VKF_CONTEXT_PROFILE : 0};
   vkf_context *ctx;
   if (vkf_context_create(&cd, &ctx) != VKF_OK) {
     fprintf(stderr, "bench_train: no context on %s\n", device);
@@ -91,6 +127,8 @@ static double run_vkf(const char *device, const bcfg *c, int steps, int reps, do
     for (int w = 0; w < 2 && ok; w++)
       ok = vkf_trainer_step(t, in, tg, &si) == VKF_OK;
     double rates[16];
+    if (profile && ok)
+      ok = vkf_profile_reset(ctx) == VKF_OK;
     for (int r = 0; r < reps && ok; r++) {
       double t0 = now();
       for (int s = 0; s < steps && ok; s++)
@@ -101,6 +139,11 @@ static double run_vkf(const char *device, const bcfg *c, int steps, int reps, do
       fprintf(stderr, "bench_train: step failed: %s\n", vkf_context_error(ctx));
     else
       rate = median(rates, reps);
+    if (ok && profile) {
+      ok = vkf_synchronize(ctx) == VKF_OK;
+      if (ok)
+        print_profile(ctx, steps * reps);
+    }
     free(in);
     free(tg);
   }
@@ -136,6 +179,7 @@ static double run_torch(const char *self, const bcfg *c, int steps, int reps) {
 int main(int argc, char **argv) {
   const char *which = "ab", *devices = "vulkan,cpu";
   int steps = 5, reps = 3, torch = 1;
+  bool profile = false;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) {
       steps = 2;
@@ -151,9 +195,11 @@ int main(int argc, char **argv) {
       reps = atoi(argv[++i]);
     } else if (!strcmp(argv[i], "--no-torch")) {
       torch = 0;
+    } else if (!strcmp(argv[i], "--profile")) {
+      profile = true;
     } else {
       printf("usage: bench_train [--quick] [--configs ab] [--devices vulkan,cpu] [--no-torch] "
-             "[--steps N] [--reps N]\n");
+             "[--steps N] [--reps N] [--profile]\n");
       return strcmp(argv[i], "--help") ? 2 : 0;
     }
   }
@@ -174,13 +220,18 @@ int main(int argc, char **argv) {
     for (char *dev = strtok_r(list, ",", &save); dev; dev = strtok_r(NULL, ",", &save)) {
       double peak = 0;
       char name[256] = "";
-      double rate =
-          run_vkf(!strcmp(dev, "vulkan") ? "" : dev, c, steps, reps, &peak, name, sizeof(name));
+      const char *want = !strcmp(dev, "vulkan") ? "" : dev;
+      double rate = run_vkf(want, c, steps, reps, &peak, name, sizeof(name), false);
       char ratio[32] = "-";
       if (base > 0 && rate > 0)
         snprintf(ratio, sizeof(ratio), "%.2fx", rate / base);
       printf("%-6s %-34.34s %12.0f %10.1f %12.0f %8s\n", c->name, name, rate, peak, base, ratio);
       fflush(stdout);
+      if (profile) {
+        double prate = run_vkf(want, c, steps, reps, &peak, name, sizeof(name), true);
+        printf("  (profiled run: %.0f tokens/s)\n", prate);
+        fflush(stdout);
+      }
     }
   }
   return 0;
