@@ -4,6 +4,7 @@
 # type or operation variants.
 vkf_shader(matmul matmul.comp)
 vkf_shader(matmul_wide matmul.comp VKF_MM_WIDE)
+vkf_shader(matmul_tex matmul_tex.comp)
 vkf_shader(add elementwise.comp OP_ADD)
 vkf_shader(mul elementwise.comp OP_MUL)
 vkf_shader(scale elementwise.comp OP_SCALE)
