@@ -4,6 +4,7 @@
 # type or operation variants.
 vkf_shader(matmul matmul.comp)
 vkf_shader(matmul_wide matmul.comp VKF_MM_WIDE)
+vkf_shader(matmul_tex matmul_tex.comp)
 vkf_shader(add elementwise.comp OP_ADD)
 vkf_shader(mul elementwise.comp OP_MUL)
 vkf_shader(scale elementwise.comp OP_SCALE)
@@ -49,6 +50,9 @@ vkf_shader(attention_softmax attention_rows.comp OP_SOFTMAX)
 vkf_shader(attention_ds attention_rows.comp OP_DS)
 vkf_shader(attention_pv attention_pv.comp)
 vkf_shader(attention_dkv attention_dkv.comp)
+# texel reads (CPU devices): the row kernels, one invocation per row
+vkf_shader(attention_softmax_tex attention_rows_tex.comp OP_SOFTMAX)
+vkf_shader(attention_ds_tex attention_rows_tex.comp OP_DS)
 # linear attention: chunk states, their scans, the chunk rows (MODE: forward, dq, dk, dv),
 # the backward's g rows, one decoding step
 vkf_shader(attention_linear_state attention_linear_state.comp)

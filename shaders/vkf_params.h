@@ -40,6 +40,23 @@ struct vkf_matmul_params {
   VKF_F32 alpha, beta;
 };
 
+/* matmul_tex (Vulkan on CPU devices, backend/vulkan/vk_matmul.c): the same
+ * product with a and b read through texel views, a_off and b_off floats
+ * from the views' starts. Batch index z = z0 + gl_WorkGroupID.z splits into
+ * zo = z / batch_inner and zi = z % batch_inner; an operand's batch offset
+ * is zo * stride + zi * stride2 (two-level batches: attention's batch and
+ * head). Push constants: c and bias addresses, then this struct. */
+struct vkf_matmul_tex_params {
+  VKF_U32 M, N, K, batch_inner;
+  VKF_U32 lda, ldb, ldc;
+  VKF_U32 a_off, b_off;
+  VKF_U32 stride_a, stride_b, stride_c;
+  VKF_U32 stride_a2, stride_b2, stride_c2;
+  VKF_U32 flags;
+  VKF_F32 alpha, beta;
+  VKF_U32 z0;
+};
+
 /* add / mul: c[i] = a[i] (+|*) b[i % nb]. operands: 0 c, 1 a, 2 b */
 struct vkf_binary_params {
   VKF_U32 n, nb;
@@ -390,6 +407,7 @@ struct vkf_kv_write_params {
 
 #ifndef VKF_GLSL
 typedef struct vkf_matmul_params vkf_matmul_params;
+typedef struct vkf_matmul_tex_params vkf_matmul_tex_params;
 typedef struct vkf_binary_params vkf_binary_params;
 typedef struct vkf_scale_params vkf_scale_params;
 typedef struct vkf_fill_params vkf_fill_params;

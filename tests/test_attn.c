@@ -78,6 +78,16 @@ static const acase cases[] = {
     {1, 33, 65, 2, 1, 32, 24, CAUSAL | QBHTD, 0, 1.0f, 9, OFS, -5, MASK_NONE, 0, 1},
     /* scale 1 at D 64: logits up to ~10, peaked rows */
     {2, 63, 63, 2, 1, 64, 64, CAUSAL, 1.0f, 0, 0, 0, 0, MASK_NONE, 1, 0},
+    /* lengths and head sizes multiples of 4, no mask, kv_lens, softcap or
+     * logits: on CPU Vulkan devices the texel-read path (products as
+     * matmul_tex, row kernels one invocation per row), with groups, D != Dv,
+     * both layouts, Tq < Tk, Tq > Tk (rows with no visible key), windows and
+     * every alignment */
+    {2, 32, 32, 4, 2, 16, 24, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {1, 20, 44, 3, 3, 8, 12, CAUSAL | QBHTD, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {2, 36, 12, 2, 1, 32, 32, KVBHTD, 0.3f, 0, 0, TL, 0, MASK_NONE, 0, 0},
+    {1, 12, 4, 2, 2, 8, 8, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {1, 64, 68, 4, 1, 32, 32, CAUSAL | QBHTD | KVBHTD, 0, 0, 9, OFS, -4, MASK_NONE, 0, 0},
     /* B * Hq beyond the 65535 workgroups of a grid dimension: split dispatches */
     {40000, 1, 3, 2, 1, 4, 4, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
 };

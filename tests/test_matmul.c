@@ -282,6 +282,13 @@ static void test_matmul_vulkan_vs_cpu(void **state) {
   vkf_context *cpu = vkft_cpu();
   run_all(vk, cpu);
   vkft_destroy(vk);
+  /* without texel reads (CPU Vulkan devices run matmul_tex by default):
+   * the tiled kernel's default configs */
+  setenv("VKF_VK_TEXEL_READS", "0", 1);
+  vk = vkft_vulkan();
+  run_all(vk, cpu);
+  vkft_destroy(vk);
+  unsetenv("VKF_VK_TEXEL_READS");
   vkft_destroy(cpu);
 }
 
@@ -319,6 +326,116 @@ static void test_matmul_vulkan_configs(void **state) {
   }
   unsetenv("VKF_MATMUL_CONFIG");
   assert_int_equal(failures, 0);
+}
+
+/* The texel-read kernel (matmul_tex, CPU Vulkan devices) in every shipped
+ * config and a non-square one, forced through VKF_MATMUL_TEX_CONFIG
+ * ("WG,TM,TN,TX"): every transposition, edge tiles (M, N not multiples of
+ * any tile), one k step (K = 4), batches with a shared b, bias and
+ * accumulation; then shapes it must refuse (K not a multiple of 4, an
+ * unaligned view, M or N not a multiple of 4 where fetched along them),
+ * which the other kernel runs. */
+static const mm_case tex_cases[] = {
+    {1, 256, 256, 64, 0, 0, 0, 0},
+    {1, 200, 136, 40, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 0},
+    {3, 70, 66, 36, VKF_MATMUL_TRANS_B, 1, 1, 0},
+    {2, 36, 52, 12, VKF_MATMUL_TRANS_A, 0, 0, 0},
+    {1, 9, 20, 4, 0, 1, 0, 0},
+    {5, 33, 17, 8, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 0, 0, 0},
+    {1, 130, 260, 132, VKF_MATMUL_TRANS_A | VKF_MATMUL_ACCUMULATE, 1, 0, 0},
+    {1, 17, 3, 257, VKF_MATMUL_TRANS_B, 1, 0, 0},
+    {1, 64, 64, 32, 0, 1, 0, 1},
+    {1, 34, 30, 16, VKF_MATMUL_TRANS_A, 0, 0, 0},
+    {1, 34, 30, 16, 0, 0, 0, 0},
+};
+
+static const char *const tex_configs[] = {
+    "64,16,16,8", "16,16,16,4", "8,16,16,2", "8,8,8,4", "32,8,16,4", /* shipped, then 32x64 */
+};
+
+/* Whether this context runs matmul_tex: a bad VKF_MATMUL_TEX_CONFIG is only
+ * read (and refused) where it does. */
+static bool has_texel_matmul(void) {
+  setenv("VKF_MATMUL_TEX_CONFIG", "12,4,4,8", 1); /* TX does not divide WG */
+  vkf_context *vk = vkft_vulkan();
+  int64_t s4[2] = {4, 4};
+  vkf_tensor t = vkft_tensor(vk, 2, s4), u = vkft_tensor(vk, 2, s4);
+  VKFT_OK(vkf_tensor_fill(vk, t, 1.0f));
+  vkf_status st = vkf_matmul(vk, u, t, t, VKF_NO_TENSOR, 0);
+  bool has = st != VKF_OK;
+  if (has &&
+      (st != VKF_ERROR_INVALID_ARGUMENT || !strstr(vkf_context_error(vk), "VKF_MATMUL_TEX_CONFIG")))
+    fail_msg("bad VKF_MATMUL_TEX_CONFIG: got %s (%s)", vkf_status_name(st), vkf_context_error(vk));
+  vkft_destroy(vk);
+  unsetenv("VKF_MATMUL_TEX_CONFIG");
+  return has;
+}
+
+static void test_matmul_vulkan_texel_configs(void **state) {
+  (void)state;
+  if (!has_texel_matmul()) {
+    fprintf(stderr, "SKIP: this Vulkan device has no texel-read matmul\n");
+    return;
+  }
+  static const char *const bad[] = {"64,16,16", "64,16,16,7", "64,6,16,8", "64,16,64,8",
+                                    "64,16,16,8x"};
+  for (size_t i = 0; i < VKFT_ARRAY_LEN(bad); i++) {
+    setenv("VKF_MATMUL_TEX_CONFIG", bad[i], 1);
+    vkf_context *vk = vkft_vulkan();
+    int64_t s4[2] = {4, 4};
+    vkf_tensor t = vkft_tensor(vk, 2, s4), u = vkft_tensor(vk, 2, s4);
+    vkf_status st = vkf_matmul(vk, u, t, t, VKF_NO_TENSOR, 0);
+    if (st != VKF_ERROR_INVALID_ARGUMENT || !strstr(vkf_context_error(vk), "VKF_MATMUL_TEX_CONFIG"))
+      fail_msg("VKF_MATMUL_TEX_CONFIG=%s: got %s (%s)", bad[i], vkf_status_name(st),
+               vkf_context_error(vk));
+    vkft_destroy(vk);
+  }
+  size_t failures = 0;
+  for (size_t i = 0; i < VKFT_ARRAY_LEN(tex_configs); i++) {
+    setenv("VKF_MATMUL_TEX_CONFIG", tex_configs[i], 1);
+    vkf_context *vk = vkft_vulkan();
+    failures += run_cases(vk, NULL, tex_cases, VKFT_ARRAY_LEN(tex_cases), tex_configs[i]);
+    vkft_destroy(vk);
+  }
+  unsetenv("VKF_MATMUL_TEX_CONFIG");
+  assert_int_equal(failures, 0);
+}
+
+/* Operands larger than maxStorageBufferRange (128 MiB on lavapipe): a
+ * 156 MiB a, then a 156 MiB b (transposed), with bias and accumulation,
+ * against the reference and the CPU backend. On a device with the
+ * texel-read kernel the products must take it (a bad VKF_MATMUL_TEX_CONFIG
+ * is then refused), reading texels past the first 128 MiB of the view. */
+static const mm_case large_cases[] = {
+    {1, 40000, 8, 1024, VKF_MATMUL_ACCUMULATE, 1, 0, 0},
+    {1, 12, 40000, 1024, VKF_MATMUL_TRANS_B, 0, 0, 0},
+};
+
+static void test_matmul_vulkan_large(void **state) {
+  (void)state;
+  bool tex = has_texel_matmul();
+  vkf_context *vk = vkft_vulkan();
+  vkf_context *cpu = vkft_cpu();
+  if (tex) {
+    setenv("VKF_MATMUL_TEX_CONFIG", "12,4,4,8", 1); /* refused where matmul_tex runs */
+    for (size_t i = 0; i < VKFT_ARRAY_LEN(large_cases); i++) {
+      const mm_case *c = &large_cases[i];
+      bool tb = c->flags & VKF_MATMUL_TRANS_B;
+      int64_t sa[2] = {c->M, c->K}, sb[2] = {tb ? c->N : c->K, tb ? c->K : c->N};
+      int64_t sc[2] = {c->M, c->N};
+      vkf_tensor a = vkft_tensor(vk, 2, sa), b = vkft_tensor(vk, 2, sb), o = vkft_tensor(vk, 2, sc);
+      vkf_status st = vkf_matmul(vk, o, a, b, VKF_NO_TENSOR, c->flags);
+      if (st != VKF_ERROR_INVALID_ARGUMENT)
+        fail_msg("large case %zu did not take matmul_tex: %s", i, vkf_status_name(st));
+      VKFT_OK(vkf_tensor_destroy(vk, a));
+      VKFT_OK(vkf_tensor_destroy(vk, b));
+      VKFT_OK(vkf_tensor_destroy(vk, o));
+    }
+    unsetenv("VKF_MATMUL_TEX_CONFIG");
+  }
+  assert_int_equal(run_cases(vk, cpu, large_cases, VKFT_ARRAY_LEN(large_cases), "large"), 0);
+  vkft_destroy(vk);
+  vkft_destroy(cpu);
 }
 
 static void test_matmul_vulkan_bad_config(void **state) {
@@ -433,6 +550,8 @@ int main(void) {
       cmocka_unit_test(test_matmul_vulkan_vs_cpu),
       cmocka_unit_test(test_matmul_vulkan_configs),
       cmocka_unit_test(test_matmul_vulkan_bad_config),
+      cmocka_unit_test(test_matmul_vulkan_texel_configs),
+      cmocka_unit_test(test_matmul_vulkan_large),
       cmocka_unit_test(test_matmul_chain),
       cmocka_unit_test(test_matmul_errors),
   };

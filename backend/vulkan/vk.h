@@ -20,6 +20,7 @@ typedef struct vkf_vk_instance_fns {
   PFN_vkGetPhysicalDeviceProperties2 GetPhysicalDeviceProperties2;
   PFN_vkGetPhysicalDeviceFeatures2 GetPhysicalDeviceFeatures2;
   PFN_vkGetPhysicalDeviceMemoryProperties GetPhysicalDeviceMemoryProperties;
+  PFN_vkGetPhysicalDeviceFormatProperties GetPhysicalDeviceFormatProperties;
   PFN_vkGetPhysicalDeviceQueueFamilyProperties GetPhysicalDeviceQueueFamilyProperties;
   PFN_vkEnumerateDeviceExtensionProperties EnumerateDeviceExtensionProperties;
   PFN_vkCreateDevice CreateDevice;
@@ -48,6 +49,13 @@ typedef struct vkf_vk_caps {
   bool int64; /* shaderInt64 (enabled on devices vkformer creates; not with interop) */
   bool ext_subgroup_size_control; /* needs the EXT on a 1.2 device */
   bool ext_memory_budget;
+  /* Texel reads: kernels may read tensors through uniform texel buffers
+   * (RGBA32F views of the memory blocks, bound with push descriptors). Only
+   * on CPU Vulkan devices, where llvmpipe fetches texels as vectors but
+   * turns every load of a buffer-device-address pointer into a loop over
+   * the SIMD lanes; VKF_VK_TEXEL_READS=0 turns them off. */
+  bool texel_reads;
+  uint32_t max_texel_elements;
   uint32_t queue_family;
   uint32_t timestamp_bits;
   uint64_t max_alloc, max_buffer;
@@ -73,7 +81,10 @@ typedef struct vkf_vk_block {
   void *mapped; /* NULL unless host-visible and used directly */
   bool dedicated;
   bool staging;
-  uint32_t live; /* sub-allocations in it */
+  uint32_t live;       /* sub-allocations in it */
+  bool texel;          /* created with the uniform texel buffer usage */
+  VkBufferView view;   /* its RGBA32F view for texel reads, made on first use */
+  uint64_t view_bytes; /* bytes the view covers (from the block's start) */
   vkf_vk_free_range *free;
   uint32_t n_free, cap_free;
 } vkf_vk_block;
@@ -113,6 +124,7 @@ typedef struct vkf_vk_pipeline {
 typedef struct vkf_vk_range {
   uint64_t begin, end; /* device addresses */
 } vkf_vk_range;
+#define VKF_VK_TEXEL_BINDINGS 4
 
 typedef struct vkf_vk_range_set {
   vkf_vk_range *r;
@@ -183,6 +195,10 @@ typedef struct vkf_vk {
   vkf_vk_memory mem;
 
   VkPipelineLayout layout;
+  /* kernels named *_tex: set 0 holds VKF_VK_TEXEL_BINDINGS uniform texel
+   * buffers, pushed per dispatch (with texel reads only) */
+  VkDescriptorSetLayout set_layout_tex;
+  VkPipelineLayout layout_tex;
   VkPipelineCache cache;
   bool cache_dirty;
   char cache_path[1024];
@@ -231,12 +247,22 @@ vkf_status vkf_vk_scratch(vkf_vk *vk, vkf_vk_block **out);
 static inline VkDeviceAddress vkf_vk_addr(vkf_tref t) {
   return t.buf ? t.buf->block->address + t.buf->offset + t.offset : 0;
 }
+/* Texel reads (caps.texel_reads): the RGBA32F view of the block holding t
+ * (made on first use), t's offset in floats from the view's start, and the
+ * range the view covers (what a dispatch that binds it may read, for the
+ * hazard tracking). False when t cannot be read that way: no texel reads on
+ * this device, t not 16-byte aligned, a block beyond the texel limit, or the
+ * view could not be made. */
+bool vkf_vk_texel(vkf_vk *vk, vkf_tref t, VkBufferView *view, uint64_t *float_offset,
+                  vkf_vk_range *range);
 
 /* vk_pipeline.c */
 vkf_status vkf_vk_pipelines_init(vkf_vk *vk, const char *cache_dir);
 void vkf_vk_pipelines_destroy(vkf_vk *vk);
 vkf_status vkf_vk_pipeline_get(vkf_vk *vk, vkf_shader_id shader, uint32_t n_spec,
                                const uint32_t *spec, VkPipeline *out);
+/* Kernels named *_tex read texel views (layout_tex). */
+bool vkf_vk_shader_reads_texels(vkf_shader_id shader);
 
 /* vk_exec.c */
 vkf_status vkf_vk_exec_init(vkf_vk *vk);
@@ -253,6 +279,9 @@ typedef struct vkf_vk_dispatch {
   uint32_t n_reads;
   const vkf_vk_range *writes;
   uint32_t n_writes;
+  /* texel views for set 0's bindings 0.. (kernels named *_tex) */
+  const VkBufferView *views;
+  uint32_t n_views;
 } vkf_vk_dispatch;
 vkf_status vkf_vk_dispatch_record(vkf_vk *vk, const vkf_vk_dispatch *d);
 vkf_status vkf_vk_fill_record(vkf_vk *vk, vkf_tref dst, uint32_t bits);
@@ -300,6 +329,19 @@ vkf_status vkf_vk_run_rows(vkf_vk *vk, const vkf_op *op, vkf_shader_id shader, u
 /* Op families, each in its own vk_<family>.c */
 /* ---- matmul ---- */
 vkf_status vkf_vk_matmul(vkf_vk *vk, const vkf_op *op);
+/* A product for matmul_tex (texel reads): c, a, b, bias (optional) as
+ * tensor ranges, p.a_off / p.b_off floats from a's / b's start, `batch`
+ * batch indices (zo, zi as in vkf_matmul_tex_params); `kind` is the op it
+ * is profiled as. */
+typedef struct vkf_vk_mm {
+  vkf_op_kind kind;
+  vkf_tref c, a, b, bias;
+  uint32_t batch;
+  vkf_matmul_tex_params p;
+} vkf_vk_mm;
+/* Records it when matmul_tex can run it (*done); otherwise records nothing
+ * and leaves *done false (the caller runs another kernel). */
+vkf_status vkf_vk_matmul_tex(vkf_vk *vk, const vkf_vk_mm *mm, bool *done);
 /* ---- norm ---- */
 /* layernorm, rmsnorm and their backward ops (vk_norm.c) */
 vkf_status vkf_vk_norm(vkf_vk *vk, const vkf_op *op);

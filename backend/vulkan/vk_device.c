@@ -136,6 +136,7 @@ static void load_instance_fns(vkf_vk_instance *inst, PFN_vkGetInstanceProcAddr g
   L_(GetPhysicalDeviceProperties2);
   L_(GetPhysicalDeviceFeatures2);
   L_(GetPhysicalDeviceMemoryProperties);
+  L_(GetPhysicalDeviceFormatProperties);
   L_(GetPhysicalDeviceQueueFamilyProperties);
   L_(EnumerateDeviceExtensionProperties);
   L_(CreateDevice);
@@ -451,6 +452,18 @@ void vkf_vk_describe(vkf_vk_instance *inst, VkPhysicalDevice pd, vkf_device_info
   caps->compute_full_subgroups = have_sgc && fsgc.computeFullSubgroups;
   caps->ext_subgroup_size_control = caps->subgroup_size_control && api < VK_API_VERSION_1_3;
   caps->ext_memory_budget = has_device_ext(inst, pd, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+  /* texel reads: CPU devices with push descriptors and RGBA32F uniform
+   * texel buffers (see vk.h) */
+  VkFormatProperties fp = {0};
+  if (f->GetPhysicalDeviceFormatProperties)
+    f->GetPhysicalDeviceFormatProperties(pd, VK_FORMAT_R32G32B32A32_SFLOAT, &fp);
+  const char *tr = getenv("VKF_VK_TEXEL_READS");
+  caps->max_texel_elements = props.limits.maxTexelBufferElements;
+  caps->texel_reads = d->type == VKF_DEVICE_TYPE_CPU_VULKAN && !(tr && !strcmp(tr, "0")) &&
+                      (fp.bufferFeatures & VK_FORMAT_FEATURE_UNIFORM_TEXEL_BUFFER_BIT) &&
+                      props.limits.minTexelBufferOffsetAlignment <= 16 &&
+                      caps->max_texel_elements >= (1u << 20) &&
+                      has_device_ext(inst, pd, VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME);
 
   uint32_t nq = 0;
   f->GetPhysicalDeviceQueueFamilyProperties(pd, &nq, NULL);
@@ -552,8 +565,10 @@ static vkf_status create_device(vkf_vk *vk) {
       .pNext = c->subgroup_size_control ? (void *)&fsgc : (void *)&f11,
       .features = {.shaderInt64 = c->int64},
   };
-  const char *exts[2];
+  const char *exts[3];
   uint32_t n_exts = 0;
+  if (c->texel_reads)
+    exts[n_exts++] = VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME;
   if (c->ext_subgroup_size_control)
     exts[n_exts++] = VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME;
   if (c->ext_memory_budget)
@@ -652,7 +667,8 @@ static vkf_status adopt_device(vkf_vk *vk, const vkf_vulkan_interop *io) {
   vk->caps.storage16 = vk->caps.storage16 && io->storage_buffer_16bit;
   vk->caps.int8 = vk->caps.int8 && io->shader_int8;
   vk->caps.storage8 = vk->caps.storage8 && io->storage_buffer_8bit;
-  vk->caps.int64 = false; /* the interop struct does not say whether the host enabled it */
+  vk->caps.int64 = false;       /* the interop struct does not say whether the host enabled it */
+  vk->caps.texel_reads = false; /* nor whether it enabled push descriptors */
   vk->base.info.fp16_arithmetic = vk->caps.fp16;
   vk->base.info.fp16_storage = vk->caps.storage16;
   vk->base.info.int8_arithmetic = vk->caps.int8;

@@ -554,8 +554,20 @@ vkf_status vkf_vk_dispatch_record(vkf_vk *vk, const vkf_vk_dispatch *d) {
   if (st != VKF_OK)
     return st;
   vk->fn.vkCmdBindPipeline(s->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline);
-  vk->fn.vkCmdPushConstants(s->cmd, vk->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, d->push_size,
-                            d->push);
+  VkPipelineLayout layout = d->n_views ? vk->layout_tex : vk->layout;
+  if (d->n_views) {
+    VkWriteDescriptorSet w[VKF_VK_TEXEL_BINDINGS];
+    for (uint32_t i = 0; i < d->n_views && i < VKF_VK_TEXEL_BINDINGS; i++)
+      w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                                    .dstBinding = i,
+                                    .descriptorCount = 1,
+                                    .descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+                                    .pTexelBufferView = &d->views[i]};
+    vk->fn.vkCmdPushDescriptorSetKHR(
+        s->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, layout, 0,
+        d->n_views < VKF_VK_TEXEL_BINDINGS ? d->n_views : VKF_VK_TEXEL_BINDINGS, w);
+  }
+  vk->fn.vkCmdPushConstants(s->cmd, layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, d->push_size, d->push);
   vk->fn.vkCmdDispatch(s->cmd, d->groups[0], d->groups[1], d->groups[2]);
   return after_command(vk, s, (uint8_t)d->kind);
 }

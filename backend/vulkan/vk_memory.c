@@ -44,10 +44,11 @@ vkf_status vkf_vk_memory_init(vkf_vk *vk) {
   vkf_vk_memory *m = &vk->mem;
   vkf_env *env = vk->base.env;
   /* A probe buffer tells which memory types buffers may use. */
-  VkBufferCreateInfo bci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
-                            .size = 4096,
-                            .usage = USAGE,
-                            .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
+  VkBufferCreateInfo bci = {
+      .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+      .size = 4096,
+      .usage = USAGE | (vk->caps.texel_reads ? VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT : 0),
+      .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
   VkBuffer probe;
   VkResult r = vk->fn.vkCreateBuffer(vk->device, &bci, NULL, &probe);
   if (r != VK_SUCCESS)
@@ -87,16 +88,19 @@ vkf_status vkf_vk_memory_init(vkf_vk *vk) {
   return VKF_OK;
 }
 
-static vkf_status block_create(vkf_vk *vk, uint64_t size, uint32_t type_index, bool map,
+/* `texel`: tensor blocks of a device with texel reads (vk.h) can be read
+ * through a uniform texel buffer view too. */
+static vkf_status block_create(vkf_vk *vk, uint64_t size, uint32_t type_index, bool map, bool texel,
                                vkf_vk_block **out) {
   vkf_env *env = vk->base.env;
   *out = NULL;
   vkf_vk_block *b = vkf_calloc(env, 1, sizeof(*b));
   if (!b)
     return vkf_fail(env, VKF_ERROR_OUT_OF_HOST_MEMORY, "memory block");
+  b->texel = texel;
   VkBufferCreateInfo bci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
                             .size = size,
-                            .usage = USAGE,
+                            .usage = USAGE | (texel ? VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT : 0),
                             .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
   VkResult r = vk->fn.vkCreateBuffer(vk->device, &bci, NULL, &b->buffer);
   vkf_status st = vkf_vk_result(vk, r, "vkCreateBuffer");
@@ -143,6 +147,8 @@ void vkf_vk_block_free(vkf_vk *vk, vkf_vk_block *b) {
     return;
   if (b->mapped)
     vk->fn.vkUnmapMemory(vk->device, b->memory);
+  if (b->view)
+    vk->fn.vkDestroyBufferView(vk->device, b->view, NULL);
   vk->fn.vkDestroyBuffer(vk->device, b->buffer, NULL);
   vk->fn.vkFreeMemory(vk->device, b->memory, NULL);
   vkf_free(vk->base.env, b->free);
@@ -151,7 +157,7 @@ void vkf_vk_block_free(vkf_vk *vk, vkf_vk_block *b) {
 
 vkf_status vkf_vk_staging_create(vkf_vk *vk, uint64_t bytes, vkf_vk_block **out) {
   uint64_t size = align_up(bytes > VKF_VK_STAGING_MIN ? bytes : VKF_VK_STAGING_MIN, 1u << 20);
-  vkf_status st = block_create(vk, size, vk->mem.staging_type_index, true, out);
+  vkf_status st = block_create(vk, size, vk->mem.staging_type_index, true, false, out);
   if (st == VKF_OK)
     (*out)->staging = true;
   return st;
@@ -244,7 +250,7 @@ static vkf_status add_block(vkf_vk *vk, uint64_t size, bool dedicated, vkf_vk_bl
     m->cap_blocks = cap;
   }
   vkf_vk_block *b;
-  vkf_status st = block_create(vk, size, m->type_index, m->mapped, &b);
+  vkf_status st = block_create(vk, size, m->type_index, m->mapped, vk->caps.texel_reads, &b);
   if (st != VKF_OK)
     return st;
   b->dedicated = dedicated;
@@ -372,12 +378,48 @@ void vkf_vk_buffer_release(vkf_vk *vk, vkf_buffer *buf) {
 vkf_status vkf_vk_scratch(vkf_vk *vk, vkf_vk_block **out) {
   vkf_vk_memory *m = &vk->mem;
   if (!m->scratch) {
-    vkf_status st = block_create(vk, 256, m->type_index, false, &m->scratch);
+    vkf_status st = block_create(vk, 256, m->type_index, false, false, &m->scratch);
     if (st != VKF_OK)
       return st;
   }
   *out = m->scratch;
   return VKF_OK;
+}
+
+bool vkf_vk_texel(vkf_vk *vk, vkf_tref t, VkBufferView *view, uint64_t *float_offset,
+                  vkf_vk_range *range) {
+  if (!vk->caps.texel_reads || !t.buf)
+    return false;
+  vkf_vk_block *b = t.buf->block;
+  uint64_t off = t.buf->offset + t.offset;
+  if (!b->texel || off % 16)
+    return false;
+  if (!b->view) {
+    /* the whole block, or as much of it as one view may cover */
+    uint64_t bytes = b->size & ~15ull, max = (uint64_t)vk->caps.max_texel_elements * 16;
+    if (bytes > max)
+      bytes = max;
+    VkBufferViewCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+                                 .buffer = b->buffer,
+                                 .format = VK_FORMAT_R32G32B32A32_SFLOAT,
+                                 .offset = 0,
+                                 .range = bytes};
+    if (vk->fn.vkCreateBufferView(vk->device, &ci, NULL, &b->view) != VK_SUCCESS) {
+      b->view = VK_NULL_HANDLE;
+      b->texel = false; /* do not try again; the kernels fall back */
+      vkf_log(vk->base.env, VKF_LOG_DEBUG, "vkCreateBufferView failed: no texel reads");
+      return false;
+    }
+    b->view_bytes = bytes;
+  }
+  if (off + t.bytes > b->view_bytes)
+    return false;
+  *view = b->view;
+  *float_offset = off / 4;
+  /* a dispatch that binds the view may read all of it, as far as the
+   * validation layers can tell: the hazard tracking assumes so too */
+  *range = (vkf_vk_range){b->address, b->address + b->view_bytes};
+  return true;
 }
 
 void vkf_vk_memory_destroy(vkf_vk *vk) {

@@ -172,6 +172,30 @@ vkf_status vkf_vk_pipelines_init(vkf_vk *vk, const char *cache_dir) {
                     "vkCreatePipelineLayout");
   if (st != VKF_OK)
     return st;
+  if (vk->caps.texel_reads) {
+    VkDescriptorSetLayoutBinding b[VKF_VK_TEXEL_BINDINGS];
+    for (uint32_t i = 0; i < VKF_VK_TEXEL_BINDINGS; i++)
+      b[i] =
+          (VkDescriptorSetLayoutBinding){.binding = i,
+                                         .descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+                                         .descriptorCount = 1,
+                                         .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT};
+    VkDescriptorSetLayoutCreateInfo sci = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+        .flags = VK_DESCRIPTOR_SET_LAYOUT_CREATE_PUSH_DESCRIPTOR_BIT_KHR,
+        .bindingCount = VKF_VK_TEXEL_BINDINGS,
+        .pBindings = b};
+    st = vkf_vk_result(
+        vk, vk->fn.vkCreateDescriptorSetLayout(vk->device, &sci, NULL, &vk->set_layout_tex),
+        "vkCreateDescriptorSetLayout");
+    lci.setLayoutCount = 1;
+    lci.pSetLayouts = &vk->set_layout_tex;
+    if (st == VKF_OK)
+      st = vkf_vk_result(vk, vk->fn.vkCreatePipelineLayout(vk->device, &lci, NULL, &vk->layout_tex),
+                         "vkCreatePipelineLayout");
+    if (st != VKF_OK)
+      return st;
+  }
   if (!(vk->flags & VKF_CONTEXT_NO_PIPELINE_CACHE))
     cache_path(vk, cache_dir);
   size_t size = 0;
@@ -205,8 +229,20 @@ void vkf_vk_pipelines_destroy(vkf_vk *vk) {
     vk->fn.vkDestroyPipelineCache(vk->device, vk->cache, NULL);
   if (vk->layout)
     vk->fn.vkDestroyPipelineLayout(vk->device, vk->layout, NULL);
+  if (vk->layout_tex)
+    vk->fn.vkDestroyPipelineLayout(vk->device, vk->layout_tex, NULL);
+  if (vk->set_layout_tex)
+    vk->fn.vkDestroyDescriptorSetLayout(vk->device, vk->set_layout_tex, NULL);
   vk->cache = VK_NULL_HANDLE;
   vk->layout = VK_NULL_HANDLE;
+  vk->layout_tex = VK_NULL_HANDLE;
+  vk->set_layout_tex = VK_NULL_HANDLE;
+}
+
+bool vkf_vk_shader_reads_texels(vkf_shader_id shader) {
+  const char *n = vkf_shaders[shader].name;
+  size_t len = strlen(n);
+  return len > 4 && !strcmp(n + len - 4, "_tex");
 }
 
 vkf_status vkf_vk_pipeline_get(vkf_vk *vk, vkf_shader_id shader, uint32_t n_spec,
@@ -222,6 +258,10 @@ vkf_status vkf_vk_pipeline_get(vkf_vk *vk, vkf_shader_id shader, uint32_t n_spec
   vkf_env *env = vk->base.env;
   if (n_spec > VKF_VK_MAX_SPEC)
     return vkf_fail(env, VKF_ERROR_INVALID_ARGUMENT, "too many specialization constants");
+  bool tex = vkf_vk_shader_reads_texels(shader);
+  if (tex && !vk->layout_tex)
+    return vkf_fail(env, VKF_ERROR_UNSUPPORTED, "kernel %s needs texel reads, which %s lacks",
+                    vkf_shaders[shader].name, vk->base.info.name);
   if (!vk->modules[shader]) {
     VkShaderModuleCreateInfo mci = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
                                     .codeSize = vkf_shaders[shader].size,
@@ -243,7 +283,7 @@ vkf_status vkf_vk_pipeline_get(vkf_vk *vk, vkf_shader_id shader, uint32_t n_spec
                 .module = vk->modules[shader],
                 .pName = "main",
                 .pSpecializationInfo = n_spec ? &si : NULL},
-      .layout = vk->layout,
+      .layout = tex ? vk->layout_tex : vk->layout,
   };
   if (vk->n_pipelines == vk->cap_pipelines) {
     uint32_t cap = vk->cap_pipelines ? vk->cap_pipelines * 2 : 32;
