@@ -67,13 +67,14 @@ uint32_t vkf_cpu_default_threads(void) {
 
 void vkf_cpu_device_info(uint32_t threads, vkf_device_info *d) {
   memset(d, 0, sizeof(*d));
-  snprintf(d->name, sizeof(d->name), "CPU backend (%u threads%s)", threads,
-#ifdef VKF_HAVE_CBLAS
-           ", OpenBLAS"
-#else
-           ""
-#endif
-  );
+  static const char *gemm_names[] = {
+      [VKF_CPU_GEMM_PORTABLE] = "portable GEMM",
+      [VKF_CPU_GEMM_BLAS] = "OpenBLAS GEMM",
+      [VKF_CPU_GEMM_AVX2] = "AVX2 GEMM",
+      [VKF_CPU_GEMM_AVX512] = "AVX-512 GEMM",
+  };
+  snprintf(d->name, sizeof(d->name), "CPU backend (%u threads, %s)", threads,
+           gemm_names[vkf_cpu_gemm_pick()]);
   d->backend = VKF_BACKEND_CPU;
   d->type = VKF_DEVICE_TYPE_CPU_BACKEND;
   snprintf(d->driver_name, sizeof(d->driver_name), "cpu");
