@@ -187,10 +187,10 @@ int main(int argc, char **argv) {
   printf("config b: d_model 384, 6 layers, 6 heads, vocab 256; prompt %u, %u new tokens "
          "(greedy)\n",
          o.prompt, o.fresh);
-  printf("%-34s %11s %11s %8s %8s %9s  %s\n", "device", "prefill/s", "decode/s", "TTFT ms",
+  printf("%-40s %11s %11s %8s %8s %9s  %s\n", "device", "prefill/s", "decode/s", "TTFT ms",
          "vs torch", "batch x", "decode step us: inputs / run+wait / read / sample");
   if (td > 0)
-    printf("%-34s %11.0f %11.1f %8s %8s %9s\n", tthreads == 1 ? "PyTorch (1 thread)" : "PyTorch",
+    printf("%-40s %11.0f %11.1f %8s %8s %9s\n", tthreads == 1 ? "PyTorch (1 thread)" : "PyTorch",
            tp, td, "-", "1.00x", "-");
   char list[256];
   snprintf(list, sizeof(list), "%s", devices);
@@ -205,7 +205,7 @@ int main(int argc, char **argv) {
       snprintf(ratio, sizeof(ratio), "%.2fx", r.decode / td);
     if (o.batch > 1)
       snprintf(batched, sizeof(batched), "%u:%.0f", o.batch, r.batched);
-    printf("%-34.34s %11.0f %11.1f %8.1f %8s %9s  %.0f / %.0f / %.0f / %.0f\n", r.device, r.prefill,
+    printf("%-40.40s %11.0f %11.1f %8.1f %8s %9s  %.0f / %.0f / %.0f / %.0f\n", r.device, r.prefill,
            r.decode, r.ttft_ms, ratio, batched, r.in_us, r.run_us, r.read_us, r.sample_us);
     fflush(stdout);
   }
