@@ -67,8 +67,15 @@ dump() { # dump OUTDIR [emulator args...]
     --batch 2 --seq 40 --lr 1e-3 --weight-decay 0.1 --grad-clip 1.0 --init-scale 5 \
     --perturb 0.1 >/dev/null
 }
-same() { # same WHAT DIR_A DIR_B
-  if cmp -s "$2/dump.safetensors" "$3/dump.safetensors"; then
+body() { # body FILE: a safetensors file's tensor bytes (after the 8-byte length and the JSON
+  # header, whose metadata names the device and its GEMM path)
+  local n
+  n=$(od -An -t u8 -N 8 "$1" | tr -d ' ')
+  tail -c +$((9 + n)) "$1"
+}
+same() { # same WHAT DIR_A DIR_B: the same tensor bytes
+  if cmp -s <(body "$2/dump.safetensors") <(body "$3/dump.safetensors") &&
+    [ "$(body "$2/dump.safetensors" | wc -c)" -gt 0 ]; then
     echo "ok: $1: the same bytes"
   else
     echo "FAIL: $1: the dumps differ" >&2
