@@ -34,6 +34,12 @@ layout(constant_id = 2) const uint TN = 16;
 layout(constant_id = 3) const uint TX = 8;
 layout(constant_id = 4) const uint TA = 0;
 layout(constant_id = 5) const uint TB = 0;
+// VC: the epilogue reads and writes c (and bias) as vec4, a quarter of the
+// accesses (each a loop over the lanes on llvmpipe): c and bias 16-byte
+// aligned, ldc, N and c's batch strides multiples of 4 (vk_matmul.c decides).
+layout(constant_id = 6) const uint VC = 0;
+
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer V4 { vec4 v[]; };
 
 layout(set = 0, binding = 0) uniform samplerBuffer At;
 layout(set = 0, binding = 1) uniform samplerBuffer Bt;
@@ -109,6 +115,30 @@ void main() {
   const bool use_beta = (pc.p.flags & VKF_MM_BETA) != 0;
   const bool use_bias = (pc.p.flags & VKF_MM_BIAS) != 0;
   const uint cbase = zo * pc.p.stride_c + zi * pc.p.stride_c2, ldc = pc.p.ldc;
+  if (VC != 0) { // 4 columns per access; N % 4 == 0, so a quad is all in or out
+    V4 c4 = V4(pc.c), bias4 = V4(pc.bias);
+    vec4 bq[TN / 4];
+    [[unroll]] for (uint g = 0; g < TN / 4; g++) {
+      bq[g] = vec4(0.0);
+      if (use_bias && col0 + 4 * g < N)
+        bq[g] = bias4.v[(col0 + 4 * g) / 4];
+    }
+    [[unroll]] for (uint i = 0; i < TM; i++) {
+      const uint gm = row0 + i;
+      [[unroll]] for (uint g = 0; g < TN / 4; g++) {
+        const uint gn = col0 + 4 * g;
+        if (gm < M && gn < N) {
+          const uint ci = (cbase + gm * ldc + gn) / 4;
+          vec4 v = alpha * vec4(acc[i][4 * g], acc[i][4 * g + 1], acc[i][4 * g + 2],
+                                acc[i][4 * g + 3]);
+          if (use_beta)
+            v += beta * c4.v[ci];
+          c4.v[ci] = v + bq[g];
+        }
+      }
+    }
+    return;
+  }
   [[unroll]] for (uint i = 0; i < TM; i++) {
     const uint gm = row0 + i;
     [[unroll]] for (uint j = 0; j < TN; j++) {

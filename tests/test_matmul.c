@@ -17,6 +17,7 @@ typedef struct mm_case {
   int bias;          /* add a bias */
   int b_shared;      /* b without batch dims */
   uint32_t misalign; /* operands are views this many floats into larger tensors */
+  uint32_t c_mis;    /* c and bias only: that many floats more */
 } mm_case;
 
 /* Small awkward shapes (edge tiles only), then shapes that reach the Vulkan
@@ -25,40 +26,40 @@ typedef struct mm_case {
  * scalar fallback (odd dims, misaligned views), K not a multiple of the k
  * tile, large and attention-like batches. */
 static const mm_case cases[] = {
-    {1, 1, 1, 1, 0, 0, 0, 0},
-    {1, 3, 17, 63, 0, 0, 0, 0},
-    {1, 17, 3, 257, VKF_MATMUL_TRANS_B, 1, 0, 0},
-    {1, 63, 65, 17, VKF_MATMUL_TRANS_A, 0, 0, 0},
-    {1, 65, 63, 33, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B, 1, 0, 0},
-    {1, 257, 129, 64, 0, 1, 0, 0},
-    {1, 64, 64, 64, VKF_MATMUL_ACCUMULATE, 1, 0, 0},
-    {3, 17, 31, 9, 0, 0, 0, 0},
-    {3, 5, 257, 3, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 0, 0, 0},
-    {4, 33, 20, 70, VKF_MATMUL_TRANS_A, 1, 1, 0},
-    {2, 1, 300, 1, 0, 0, 1, 0},
-    {1, 128, 96, 200, VKF_MATMUL_TRANS_B, 0, 0, 0},
-    {1, 256, 256, 128, 0, 0, 0, 0},
-    {1, 256, 256, 128, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B, 1, 0, 0},
-    {1, 256, 192, 96, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 0},
-    {1, 264, 260, 72, VKF_MATMUL_TRANS_A, 0, 0, 0},
-    {1, 130, 131, 67, 0, 1, 0, 0},
-    {1, 129, 129, 129, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 0, 0, 0},
-    {1, 256, 256, 64, 0, 1, 0, 1},
-    {2, 128, 132, 64, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 2},
-    {4, 256, 128, 64, VKF_MATMUL_TRANS_A, 0, 1, 0},
-    {64, 20, 24, 16, 0, 1, 1, 0},
-    {300, 5, 7, 3, VKF_MATMUL_TRANS_A | VKF_MATMUL_ACCUMULATE, 0, 0, 0},
-    {48, 128, 128, 64, VKF_MATMUL_TRANS_B, 0, 0, 0},
-    {48, 128, 64, 128, 0, 0, 0, 0},
+    {1, 1, 1, 1, 0, 0, 0, 0, 0},
+    {1, 3, 17, 63, 0, 0, 0, 0, 0},
+    {1, 17, 3, 257, VKF_MATMUL_TRANS_B, 1, 0, 0, 0},
+    {1, 63, 65, 17, VKF_MATMUL_TRANS_A, 0, 0, 0, 0},
+    {1, 65, 63, 33, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B, 1, 0, 0, 0},
+    {1, 257, 129, 64, 0, 1, 0, 0, 0},
+    {1, 64, 64, 64, VKF_MATMUL_ACCUMULATE, 1, 0, 0, 0},
+    {3, 17, 31, 9, 0, 0, 0, 0, 0},
+    {3, 5, 257, 3, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 0, 0, 0, 0},
+    {4, 33, 20, 70, VKF_MATMUL_TRANS_A, 1, 1, 0, 0},
+    {2, 1, 300, 1, 0, 0, 1, 0, 0},
+    {1, 128, 96, 200, VKF_MATMUL_TRANS_B, 0, 0, 0, 0},
+    {1, 256, 256, 128, 0, 0, 0, 0, 0},
+    {1, 256, 256, 128, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B, 1, 0, 0, 0},
+    {1, 256, 192, 96, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 0, 0},
+    {1, 264, 260, 72, VKF_MATMUL_TRANS_A, 0, 0, 0, 0},
+    {1, 130, 131, 67, 0, 1, 0, 0, 0},
+    {1, 129, 129, 129, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 0, 0, 0, 0},
+    {1, 256, 256, 64, 0, 1, 0, 1, 0},
+    {2, 128, 132, 64, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 2, 0},
+    {4, 256, 128, 64, VKF_MATMUL_TRANS_A, 0, 1, 0, 0},
+    {64, 20, 24, 16, 0, 1, 1, 0, 0},
+    {300, 5, 7, 3, VKF_MATMUL_TRANS_A | VKF_MATMUL_ACCUMULATE, 0, 0, 0, 0},
+    {48, 128, 128, 64, VKF_MATMUL_TRANS_B, 0, 0, 0, 0},
+    {48, 128, 64, 128, 0, 0, 0, 0, 0},
 };
 
 /* For every kernel configuration (VKF_MATMUL_CONFIG): one case per path. */
 static const mm_case sweep_cases[] = {
-    {1, 256, 256, 64, 0, 0, 0, 0},
-    {1, 200, 136, 40, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 0},
-    {3, 70, 66, 36, VKF_MATMUL_TRANS_B, 1, 1, 0},
-    {1, 128, 128, 32, VKF_MATMUL_TRANS_A | VKF_MATMUL_ACCUMULATE, 1, 0, 1},
-    {2, 33, 17, 9, VKF_MATMUL_TRANS_A, 0, 0, 0},
+    {1, 256, 256, 64, 0, 0, 0, 0, 0},
+    {1, 200, 136, 40, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 0, 0},
+    {3, 70, 66, 36, VKF_MATMUL_TRANS_B, 1, 1, 0, 0},
+    {1, 128, 128, 32, VKF_MATMUL_TRANS_A | VKF_MATMUL_ACCUMULATE, 1, 0, 1, 0},
+    {2, 33, 17, 9, VKF_MATMUL_TRANS_A, 0, 0, 0, 0},
 };
 
 /* Reference in double, reading the operands exactly as stored. */
@@ -112,8 +113,8 @@ static float *run_case(vkf_context *ctx, const mm_case *c, const float *a, const
   uint32_t mis = c->misalign;
   vkf_tensor ta_ = operand(ctx, 3, sa, a, mis);
   vkf_tensor tb_ = c->b_shared ? operand(ctx, 2, sb3 + 1, b, mis) : operand(ctx, 3, sb3, b, mis);
-  vkf_tensor tc = operand(ctx, 3, sc, c0, mis);
-  vkf_tensor tbias = bias ? operand(ctx, 1, sbias, bias, mis) : VKF_NO_TENSOR;
+  vkf_tensor tc = operand(ctx, 3, sc, c0, mis + c->c_mis);
+  vkf_tensor tbias = bias ? operand(ctx, 1, sbias, bias, mis + c->c_mis) : VKF_NO_TENSOR;
   vkf_status st = vkf_matmul(ctx, tc, ta_, tb_, tbias, c->flags);
   if (st != VKF_OK)
     fail_msg("vkf_matmul: %s: %s", vkf_status_name(st), vkf_context_error(ctx));
@@ -195,12 +196,12 @@ static void test_matmul_cpu_vs_reference(void **state) {
  * several k blocks (KC = 256, with a remainder), several row tiles and
  * column panels (64 / 16 wide) with edges, a shared b over a batch. */
 static const mm_case packed_cases[] = {
-    {1, 301, 130, 600, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 0},
-    {1, 262, 197, 520, VKF_MATMUL_TRANS_A, 0, 0, 1},
-    {1, 97, 640, 257, 0, 1, 0, 0},
-    {1, 130, 67, 513, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B, 1, 0, 0},
-    {3, 70, 129, 300, VKF_MATMUL_TRANS_B, 0, 1, 0},
-    {2, 64, 64, 256, VKF_MATMUL_ACCUMULATE, 1, 0, 0},
+    {1, 301, 130, 600, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 0, 0},
+    {1, 262, 197, 520, VKF_MATMUL_TRANS_A, 0, 0, 1, 0},
+    {1, 97, 640, 257, 0, 1, 0, 0, 0},
+    {1, 130, 67, 513, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B, 1, 0, 0, 0},
+    {3, 70, 129, 300, VKF_MATMUL_TRANS_B, 0, 1, 0, 0},
+    {2, 64, 64, 256, VKF_MATMUL_ACCUMULATE, 1, 0, 0, 0},
 };
 
 /* Runs every case on ctx; results appended to out[] (one malloc'd array per
@@ -332,25 +333,34 @@ static void test_matmul_vulkan_configs(void **state) {
  * config and a non-square one, forced through VKF_MATMUL_TEX_CONFIG
  * ("WG,TM,TN,TX"): every transposition, edge tiles (M, N not multiples of
  * any tile), one k step (K = 4), batches with a shared b, bias and
- * accumulation; then shapes it must refuse (K not a multiple of 4, an
+ * accumulation; the vec4 epilogue (c, N and bias 16-byte aligned) and the
+ * scalar one (c or bias unaligned, N not a multiple of 4, forced with
+ * VC = 0); then shapes it must refuse (K not a multiple of 4, an
  * unaligned view, M or N not a multiple of 4 where fetched along them),
  * which the other kernel runs. */
 static const mm_case tex_cases[] = {
-    {1, 256, 256, 64, 0, 0, 0, 0},
-    {1, 200, 136, 40, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 0},
-    {3, 70, 66, 36, VKF_MATMUL_TRANS_B, 1, 1, 0},
-    {2, 36, 52, 12, VKF_MATMUL_TRANS_A, 0, 0, 0},
-    {1, 9, 20, 4, 0, 1, 0, 0},
-    {5, 33, 17, 8, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 0, 0, 0},
-    {1, 130, 260, 132, VKF_MATMUL_TRANS_A | VKF_MATMUL_ACCUMULATE, 1, 0, 0},
-    {1, 17, 3, 257, VKF_MATMUL_TRANS_B, 1, 0, 0},
-    {1, 64, 64, 32, 0, 1, 0, 1},
-    {1, 34, 30, 16, VKF_MATMUL_TRANS_A, 0, 0, 0},
-    {1, 34, 30, 16, 0, 0, 0, 0},
+    {1, 256, 256, 64, 0, 0, 0, 0, 0},
+    {1, 200, 136, 40, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 0, 0},
+    {3, 70, 66, 36, VKF_MATMUL_TRANS_B, 1, 1, 0, 0},
+    {2, 36, 52, 12, VKF_MATMUL_TRANS_A, 0, 0, 0, 0},
+    {1, 9, 20, 4, 0, 1, 0, 0, 0},
+    {5, 33, 17, 8, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 0, 0, 0, 0},
+    {1, 130, 260, 132, VKF_MATMUL_TRANS_A | VKF_MATMUL_ACCUMULATE, 1, 0, 0, 0},
+    {1, 17, 3, 257, VKF_MATMUL_TRANS_B, 1, 0, 0, 0},
+    {1, 64, 64, 32, 0, 1, 0, 1, 0},
+    {1, 34, 30, 16, VKF_MATMUL_TRANS_A, 0, 0, 0, 0},
+    {1, 34, 30, 16, 0, 0, 0, 0, 0},
+    {3, 37, 44, 20, VKF_MATMUL_ACCUMULATE, 1, 1, 0, 1},
+    {2, 63, 68, 28, VKF_MATMUL_TRANS_B | VKF_MATMUL_ACCUMULATE, 1, 0, 0, 0},
+    {1, 3, 260, 20, VKF_MATMUL_TRANS_B, 1, 0, 0, 0},
+    {2, 17, 36, 12, VKF_MATMUL_ACCUMULATE, 1, 0, 0, 4},
+    {1, 4, 4, 8, VKF_MATMUL_TRANS_A | VKF_MATMUL_TRANS_B, 0, 0, 0, 2},
+    {1, 68, 132, 264, VKF_MATMUL_TRANS_A | VKF_MATMUL_ACCUMULATE, 1, 0, 0, 0},
 };
 
 static const char *const tex_configs[] = {
-    "64,16,16,8", "16,16,16,4", "8,16,16,2", "8,8,8,4", "32,8,16,4", /* shipped, then 32x64 */
+    "64,16,16,8",   "16,16,16,4", "8,16,16,2", "8,8,8,4", "32,8,16,4", /* shipped, then 32x64 */
+    "64,16,16,8,0", "8,8,8,4,0",                                       /* the scalar epilogue */
 };
 
 /* Whether this context runs matmul_tex: a bad VKF_MATMUL_TEX_CONFIG is only
@@ -377,8 +387,8 @@ static void test_matmul_vulkan_texel_configs(void **state) {
     fprintf(stderr, "SKIP: this Vulkan device has no texel-read matmul\n");
     return;
   }
-  static const char *const bad[] = {"64,16,16", "64,16,16,7", "64,6,16,8", "64,16,64,8",
-                                    "64,16,16,8x"};
+  static const char *const bad[] = {"64,16,16",    "64,16,16,7",   "64,6,16,8",     "64,16,64,8",
+                                    "64,16,16,8x", "64,16,16,8,2", "64,16,16,8,1,1"};
   for (size_t i = 0; i < VKFT_ARRAY_LEN(bad); i++) {
     setenv("VKF_MATMUL_TEX_CONFIG", bad[i], 1);
     vkf_context *vk = vkft_vulkan();
@@ -407,8 +417,8 @@ static void test_matmul_vulkan_texel_configs(void **state) {
  * texel-read kernel the products must take it (a bad VKF_MATMUL_TEX_CONFIG
  * is then refused), reading texels past the first 128 MiB of the view. */
 static const mm_case large_cases[] = {
-    {1, 40000, 8, 1024, VKF_MATMUL_ACCUMULATE, 1, 0, 0},
-    {1, 12, 40000, 1024, VKF_MATMUL_TRANS_B, 0, 0, 0},
+    {1, 40000, 8, 1024, VKF_MATMUL_ACCUMULATE, 1, 0, 0, 0},
+    {1, 12, 40000, 1024, VKF_MATMUL_TRANS_B, 0, 0, 0, 0},
 };
 
 static void test_matmul_vulkan_large(void **state) {

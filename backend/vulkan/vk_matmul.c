@@ -180,6 +180,7 @@ static bool vec4_ok(uint64_t addr, uint32_t ld, uint32_t stride, uint32_t batch)
 
 typedef struct tex_config {
   uint32_t wg, tm, tn, tx; /* tile (wg / tx * tm) x (tx * tn) */
+  uint32_t vc;             /* 0: no vec4 epilogue even where c allows it */
 } tex_config;
 
 /* Candidates, largest first, with their relative speed (GFLOP per CPU
@@ -189,10 +190,10 @@ static const struct {
   uint32_t gflops;
   tex_config c;
 } tex_tiles[] = {
-    {42, {64, 16, 16, 8}}, /* 128 x 128 */
-    {42, {16, 16, 16, 4}}, /* 64 x 64 */
-    {41, {8, 16, 16, 2}},  /* 64 x 32 */
-    {38, {8, 8, 8, 4}},    /* 16 x 32 */
+    {42, {64, 16, 16, 8, 1}}, /* 128 x 128 */
+    {42, {16, 16, 16, 4, 1}}, /* 64 x 64 */
+    {41, {8, 16, 16, 2, 1}},  /* 64 x 32 */
+    {38, {8, 8, 8, 4, 1}},    /* 16 x 32 */
 };
 
 static tex_config tex_choose(uint64_t M, uint64_t N, uint64_t batch) {
@@ -214,20 +215,23 @@ static tex_config tex_choose(uint64_t M, uint64_t N, uint64_t batch) {
   return c;
 }
 
-/* VKF_MATMUL_TEX_CONFIG="WG,TM,TN,TX" forces a matmul_tex config (tests). */
+/* VKF_MATMUL_TEX_CONFIG="WG,TM,TN,TX[,VC]" forces a matmul_tex config (tests;
+ * VC = 0 keeps the scalar epilogue). */
 static vkf_status tex_override(vkf_vk *vk, tex_config *c, bool *set) {
   const char *e = getenv("VKF_MATMUL_TEX_CONFIG");
   *set = false;
   if (!e || !*e)
     return VKF_OK;
-  tex_config o = {0};
+  tex_config o = {.vc = 1};
   char tail;
-  if (sscanf(e, "%u,%u,%u,%u%c", &o.wg, &o.tm, &o.tn, &o.tx, &tail) != 4 || !o.tx || o.wg % o.tx ||
-      !o.tm || !o.tn || o.tm % 4 || o.tn % 4 || o.tm > 32 || o.tn > 32 ||
-      o.wg > vk->base.info.max_workgroup_invocations)
+  int used = 0;
+  bool parsed = sscanf(e, "%u,%u,%u,%u%n", &o.wg, &o.tm, &o.tn, &o.tx, &used) == 4 && used > 0 &&
+                (!e[used] || sscanf(e + used, ",%u%c", &o.vc, &tail) == 1);
+  if (!parsed || !o.tx || o.wg % o.tx || !o.tm || !o.tn || o.tm % 4 || o.tn % 4 || o.tm > 32 ||
+      o.tn > 32 || o.vc > 1 || o.wg > vk->base.info.max_workgroup_invocations)
     return vkf_fail(vk->base.env, VKF_ERROR_INVALID_ARGUMENT,
-                    "VKF_MATMUL_TEX_CONFIG=\"%s\": expected WG,TM,TN,TX with TX dividing WG and "
-                    "TM, TN multiples of 4 up to 32",
+                    "VKF_MATMUL_TEX_CONFIG=\"%s\": expected WG,TM,TN,TX[,VC] with TX dividing WG, "
+                    "TM, TN multiples of 4 up to 32, VC 0 or 1",
                     e);
   *c = o;
   *set = true;
@@ -269,13 +273,17 @@ vkf_status vkf_vk_matmul_tex(vkf_vk *vk, const vkf_vk_mm *mm, bool *done) {
   uint64_t gx = ceil_div(q->N, bn), gy = ceil_div(q->M, bm);
   if (gx > d->max_workgroup_count[0] || gy > d->max_workgroup_count[1])
     return VKF_OK; /* the other kernel reports it */
-  uint32_t spec[6] = {c.wg, c.tm, c.tn, c.tx, ta ? 1u : 0u, tb ? 1u : 0u};
+  VkDeviceAddress ca = vkf_vk_addr(mm->c), ba = vkf_vk_addr(mm->bias);
+  /* vec4 epilogue: every quad of c (and bias) 16-byte aligned, in every
+   * dispatch (z0 only moves by whole batch strides) */
+  bool vc = c.vc && ca % 16 == 0 && q->N % 4 == 0 && q->ldc % 4 == 0 && q->stride_c % 4 == 0 &&
+            q->stride_c2 % 4 == 0 && (!(q->flags & VKF_MM_BIAS) || ba % 16 == 0);
+  uint32_t spec[7] = {c.wg, c.tm, c.tn, c.tx, ta ? 1u : 0u, tb ? 1u : 0u, vc ? 1u : 0u};
   VkPipeline pipe;
-  st = vkf_vk_pipeline_get(vk, VKF_SHADER_matmul_tex, 6, spec, &pipe);
+  st = vkf_vk_pipeline_get(vk, VKF_SHADER_matmul_tex, 7, spec, &pipe);
   if (st != VKF_OK)
     return st;
   uint32_t nr = 2;
-  VkDeviceAddress ca = vkf_vk_addr(mm->c), ba = vkf_vk_addr(mm->bias);
   if (q->flags & VKF_MM_BETA)
     reads[nr++] = (vkf_vk_range){ca, ca + mm->c.bytes};
   if (q->flags & VKF_MM_BIAS)
