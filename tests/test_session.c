@@ -857,8 +857,8 @@ static void test_errors(void **state) {
   VKFT_OK(vkf_session_create(lm, &d, &s));
   vkf_predictor *lp;
   VKFT_OK(vkf_predictor_create(lm, &lp));
-  int32_t u[16];
-  tokens_of(u, 16, lc.vocab_size, 3);
+  int32_t u[24]; /* room for the 11-token append from u + 6 */
+  tokens_of(u, 24, lc.vocab_size, 3);
   VKFT_OK(vkf_session_append(s, 0, u, 6, NULL));
   u[8] = (int32_t)lc.vocab_size;
   assert_int_equal(vkf_session_append(s, 0, u + 6, 4, lg), VKF_ERROR_INVALID_ARGUMENT);
