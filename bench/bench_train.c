@@ -197,7 +197,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_train: steps >= 1, 1 <= reps <= 16\n");
     return 2;
   }
-  printf("%-6s %-34s %12s %10s %12s %8s\n", "config", "device", "tokens/s", "peak MiB",
+  printf("%-6s %-40s %12s %10s %12s %8s\n", "config", "device", "tokens/s", "peak MiB",
          "torch tok/s", "ratio");
   for (size_t k = 0; k < sizeof(configs) / sizeof(configs[0]); k++) {
     const bcfg *c = &configs[k];
@@ -215,7 +215,7 @@ int main(int argc, char **argv) {
       char ratio[32] = "-";
       if (base > 0 && rate > 0)
         snprintf(ratio, sizeof(ratio), "%.2fx", rate / base);
-      printf("%-6s %-34.34s %12.0f %10.1f %12.0f %8s\n", c->name, name, rate, peak, base, ratio);
+      printf("%-6s %-40.40s %12.0f %10.1f %12.0f %8s\n", c->name, name, rate, peak, base, ratio);
       fflush(stdout);
     }
   }
