@@ -9,7 +9,7 @@
  * sequences per step) as aggregate tokens/s.
  *
  *   bench_infer [--quick] [--devices vulkan,cpu] [--no-torch] [--reps N]
- *               [--prompt N] [--new N] [--batch N] [--cpu-threads N] */
+ *               [--prompt N] [--new N] [--batch N] [--cpu-threads N] [--profile] */
 #define _POSIX_C_SOURCE 200809L
 #include <vkformer.h>
 
@@ -36,11 +36,71 @@ typedef struct result {
 
 typedef struct opts {
   uint32_t prompt, fresh, batch, cpu_threads;
-  int reps;
+  int reps, profile;
 } opts;
 
 static const vkf_gpt_config config_b = {
     .vocab_size = 256, .d_model = 384, .n_layer = 6, .n_head = 6, .bias = 1};
+
+static int cmp_op_time(const void *a, const void *b) {
+  double x = ((const vkf_op_time *)a)->total_ms, y = ((const vkf_op_time *)b)->total_ms;
+  return x > y ? -1 : x < y;
+}
+
+/* --profile: a separate context with VKF_CONTEXT_PROFILE; the prompt is
+ * appended, then the per-op device time of `fresh` single-sequence decode
+ * steps (vkf_session_step) is printed per step, largest first. The profiler
+ * serialises dispatches, so the total exceeds an unprofiled step. */
+static void profile_decode(const char *device, const opts *o) {
+  vkf_context_desc cd = {
+      .device = device, .cpu_threads = o->cpu_threads, .flags = VKF_CONTEXT_PROFILE};
+  vkf_context *ctx;
+  if (vkf_context_create(&cd, &ctx) != VKF_OK)
+    return;
+  vkf_gpt_config mc = config_b;
+  mc.context_length = o->prompt + o->fresh;
+  vkf_gpt *m = NULL;
+  vkf_session *s = NULL;
+  vkf_op_time t[64];
+  uint32_t n = 0;
+  uint32_t seq = 0;
+  int32_t tok = 1;
+  float *logits = malloc(mc.vocab_size * sizeof(float));
+  int32_t *prompt = malloc(o->prompt * sizeof(int32_t));
+  vkf_rng rng;
+  vkf_rng_seed(&rng, 1);
+  for (uint32_t i = 0; prompt && i < o->prompt; i++)
+    prompt[i] = (int32_t)(vkf_rng_next(&rng) % 256);
+  int ok = logits && prompt && vkf_gpt_create(ctx, &mc, 1, &m) == VKF_OK &&
+           vkf_session_create(m, &(vkf_session_desc){0}, &s) == VKF_OK &&
+           vkf_session_append(s, 0, prompt, o->prompt, logits) == VKF_OK &&
+           vkf_session_step(s, &seq, &tok, 1, logits) == VKF_OK && /* records the step */
+           vkf_profile_reset(ctx) == VKF_OK;
+  for (uint32_t i = 1; ok && i < o->fresh; i++)
+    ok = vkf_session_step(s, &seq, &tok, 1, logits) == VKF_OK;
+  ok = ok && vkf_profile_read(ctx, t, 64, &n) == VKF_OK;
+  if (ok) {
+    n = n < 64 ? n : 64;
+    qsort(t, n, sizeof(t[0]), cmp_op_time);
+    double total = 0;
+    for (uint32_t i = 0; i < n; i++)
+      total += t[i].total_ms;
+    const double steps = o->fresh - 1;
+    printf("  decode step profile (%.0f steps): %-24s %8s %10s %6s\n", steps, "op", "calls",
+           "us/step", "%");
+    for (uint32_t i = 0; i < n; i++)
+      printf("  %-58s %8.1f %10.1f %5.1f%%\n", t[i].name, t[i].count / steps,
+             1e3 * t[i].total_ms / steps, 100.0 * t[i].total_ms / (total > 0 ? total : 1));
+    printf("  %-58s %8s %10.1f\n", "total", "", 1e3 * total / steps);
+  } else {
+    fprintf(stderr, "bench_infer: profile: %s\n", vkf_context_error(ctx));
+  }
+  free(logits);
+  free(prompt);
+  vkf_session_destroy(s);
+  vkf_gpt_destroy(m);
+  vkf_context_destroy(ctx);
+}
 
 static int run_vkf(const char *device, const opts *o, result *res) {
   vkf_context_desc cd = {.device = device, .cpu_threads = o->cpu_threads};
@@ -170,9 +230,11 @@ int main(int argc, char **argv) {
       o.cpu_threads = (uint32_t)atoi(argv[++i]);
     } else if (!strcmp(argv[i], "--no-torch")) {
       torch = 0;
+    } else if (!strcmp(argv[i], "--profile")) {
+      o.profile = 1;
     } else {
       printf("usage: bench_infer [--quick] [--devices vulkan,cpu] [--no-torch] [--reps N] "
-             "[--prompt N] [--new N] [--batch N] [--cpu-threads N]\n");
+             "[--prompt N] [--new N] [--batch N] [--cpu-threads N] [--profile]\n");
       return strcmp(argv[i], "--help") ? 2 : 0;
     }
   }
@@ -207,6 +269,8 @@ int main(int argc, char **argv) {
       snprintf(batched, sizeof(batched), "%u:%.0f", o.batch, r.batched);
     printf("%-40.40s %11.0f %11.1f %8.1f %8s %9s  %.0f / %.0f / %.0f / %.0f\n", r.device, r.prefill,
            r.decode, r.ttft_ms, ratio, batched, r.in_us, r.run_us, r.read_us, r.sample_us);
+    if (o.profile)
+      profile_decode(!strcmp(dev, "vulkan") ? "" : dev, &o);
     fflush(stdout);
   }
   return 0;
