@@ -359,8 +359,9 @@ static const mm_case tex_cases[] = {
 };
 
 static const char *const tex_configs[] = {
-    "64,16,16,8",   "16,16,16,4", "8,16,16,2", "8,8,8,4", "32,8,16,4", /* shipped, then 32x64 */
-    "64,16,16,8,0", "8,8,8,4,0",                                       /* the scalar epilogue */
+    "64,16,16,8",   "16,16,16,4", "8,16,16,2",    "8,8,8,4", "16,4,16,16", /* shipped */
+    "32,8,16,4",                                                           /* 32x64 */
+    "64,16,16,8,0", "8,8,8,4,0",  "16,4,16,16,0",                          /* the scalar epilogue */
 };
 
 /* Whether this context runs matmul_tex: a bad VKF_MATMUL_TEX_CONFIG is only

@@ -342,6 +342,8 @@ typedef struct vkf_vk_mm {
 /* Records it when matmul_tex can run it (*done); otherwise records nothing
  * and leaves *done false (the caller runs another kernel). */
 vkf_status vkf_vk_matmul_tex(vkf_vk *vk, const vkf_vk_mm *mm, bool *done);
+/* The same for a matmul or matvec op (vkf_matmul_params). */
+vkf_status vkf_vk_matmul_op_tex(vkf_vk *vk, const vkf_op *op, bool *done);
 /* ---- norm ---- */
 /* layernorm, rmsnorm and their backward ops (vk_norm.c) */
 vkf_status vkf_vk_norm(vkf_vk *vk, const vkf_op *op);

@@ -22,6 +22,12 @@ static vkf_status matvec(vkf_vk *vk, const vkf_op *op) {
     return vkf_fail(vk->base.env, VKF_ERROR_UNSUPPORTED, "matvec: %u rows, batch %u, flags 0x%x",
                     p->M, p->batch, p->flags);
   const bool cpu = vkf_vk_is_cpu_device(vk), nt = p->flags & VKF_MM_TRANS_B;
+  if (vk->caps.texel_reads) { /* lavapipe: vector fetches beat lane loops */
+    bool done;
+    vkf_status st = vkf_vk_matmul_op_tex(vk, op, &done);
+    if (st != VKF_OK || done)
+      return st;
+  }
   const bool vec4 = aligned16(op) && p->K % 4 == 0 && p->lda % 4 == 0 && p->ldb % 4 == 0 &&
                     p->ldc % 4 == 0 && (nt || p->N % 4 == 0);
   uint32_t wg = cpu ? 64 : 256, lanes = cpu ? (nt ? 8 : 1) : (nt ? 32 : 4);

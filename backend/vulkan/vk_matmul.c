@@ -194,6 +194,7 @@ static const struct {
     {42, {16, 16, 16, 4, 1}}, /* 64 x 64 */
     {41, {8, 16, 16, 2, 1}},  /* 64 x 32 */
     {38, {8, 8, 8, 4, 1}},    /* 16 x 32 */
+    {30, {16, 4, 16, 16, 1}}, /* 4 x 256: decoding's one to four rows */
 };
 
 static tex_config tex_choose(uint64_t M, uint64_t N, uint64_t batch) {
@@ -316,6 +317,31 @@ vkf_status vkf_vk_matmul_tex(vkf_vk *vk, const vkf_vk_mm *mm, bool *done) {
   return st;
 }
 
+/* A matmul (or matvec) op through matmul_tex where it can run it. */
+vkf_status vkf_vk_matmul_op_tex(vkf_vk *vk, const vkf_op *op, bool *done) {
+  const vkf_matmul_params *p = &op->p.matmul;
+  vkf_vk_mm mm = {.kind = op->kind,
+                  .c = op->t[0],
+                  .a = op->t[1],
+                  .b = op->t[2],
+                  .bias = (p->flags & VKF_MM_BIAS) ? op->t[3] : (vkf_tref){0},
+                  .batch = p->batch};
+  mm.p = (vkf_matmul_tex_params){.M = p->M,
+                                 .N = p->N,
+                                 .K = p->K,
+                                 .batch_inner = 1,
+                                 .lda = p->lda,
+                                 .ldb = p->ldb,
+                                 .ldc = p->ldc,
+                                 .stride_a = p->stride_a,
+                                 .stride_b = p->stride_b,
+                                 .stride_c = p->stride_c,
+                                 .flags = p->flags,
+                                 .alpha = p->alpha,
+                                 .beta = p->beta};
+  return vkf_vk_matmul_tex(vk, &mm, done);
+}
+
 vkf_status vkf_vk_matmul(vkf_vk *vk, const vkf_op *op) {
   const vkf_matmul_params *p = &op->p.matmul;
   const vkf_device_info *d = &vk->base.info;
@@ -325,27 +351,8 @@ vkf_status vkf_vk_matmul(vkf_vk *vk, const vkf_op *op) {
   if (st != VKF_OK)
     return st;
   if (!forced && vk->caps.texel_reads) {
-    vkf_vk_mm mm = {.kind = op->kind,
-                    .c = op->t[0],
-                    .a = op->t[1],
-                    .b = op->t[2],
-                    .bias = (p->flags & VKF_MM_BIAS) ? op->t[3] : (vkf_tref){0},
-                    .batch = p->batch};
-    mm.p = (vkf_matmul_tex_params){.M = p->M,
-                                   .N = p->N,
-                                   .K = p->K,
-                                   .batch_inner = 1,
-                                   .lda = p->lda,
-                                   .ldb = p->ldb,
-                                   .ldc = p->ldc,
-                                   .stride_a = p->stride_a,
-                                   .stride_b = p->stride_b,
-                                   .stride_c = p->stride_c,
-                                   .flags = p->flags,
-                                   .alpha = p->alpha,
-                                   .beta = p->beta};
     bool done;
-    st = vkf_vk_matmul_tex(vk, &mm, &done);
+    st = vkf_vk_matmul_op_tex(vk, op, &done);
     if (st != VKF_OK || done)
       return st;
   }
