@@ -1406,8 +1406,13 @@ int main(int argc, char **argv) {
       double per_step = (te - t_first) / (MEASURE_STEPS - 1);
       double per_eval = validate && val_time > 0 ? val_time : 0;
       double left = budget - (te - t0);
-      /* about 10 evaluations over the run (each costs per_eval) and the final one */
+      /* about 10 evaluations over the run (each costs per_eval) and the final one;
+       * but the first evaluation's time includes creating its pipelines (a cold
+       * cache: seconds on lavapipe), so plan at least half of what is left for
+       * steps: the refits below follow the real pace, evaluations included */
       double steps_left = (left - 11 * per_eval) / per_step;
+      if (steps_left < 0.5 * left / per_step)
+        steps_left = 0.5 * left / per_step;
       if (steps_left < 0)
         steps_left = 0;
       total = step + (uint64_t)steps_left;
