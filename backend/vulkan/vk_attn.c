@@ -408,7 +408,7 @@ vkf_status vkf_vk_attention(vkf_vk *vk, const vkf_op *op) {
     return st;
   }
   default:
-    return vkf_fail(vk->base.env, VKF_ERROR_UNSUPPORTED, "attention: op %s not implemented",
-                    vkf_op_name(op->kind));
+    return vkf_fail(vk->base.env, VKF_ERROR_UNSUPPORTED,
+                    "attention: %s is not an op of this family", vkf_op_name(op->kind));
   }
 }

@@ -172,7 +172,7 @@ vkf_status vkf_vk_attention_flash(vkf_vk *vk, const vkf_op *op) {
     return vkf_vk_op_dispatch(vk, op, VKF_SHADER_attention_flash_pre, spec, 5, &pb, gx, gy, 1);
   }
   default:
-    return vkf_fail(vk->base.env, VKF_ERROR_UNSUPPORTED, "attention (flash): op %s not implemented",
-                    vkf_op_name(op->kind));
+    return vkf_fail(vk->base.env, VKF_ERROR_UNSUPPORTED,
+                    "attention (flash): %s is not an op of this family", vkf_op_name(op->kind));
   }
 }

@@ -370,7 +370,7 @@ vkf_status vkf_vk_attention_linear(vkf_vk *vk, const vkf_op *op) {
   case VKF_OP_LINEAR_ATTENTION_DECODE:
     return decode(vk, op);
   default:
-    return vkf_fail(vk->base.env, VKF_ERROR_UNSUPPORTED, "linear attention: op %s not implemented",
-                    vkf_op_name(op->kind));
+    return vkf_fail(vk->base.env, VKF_ERROR_UNSUPPORTED,
+                    "linear attention: %s is not an op of this family", vkf_op_name(op->kind));
   }
 }
