@@ -816,19 +816,43 @@ static void attention_backward(vkf_graph *g, const vkf_tape *t) {
   }
 }
 
-vkf_node vkf_g_attention(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v, uint32_t window) {
+/* Causal self-attention of q [B, T, Hq, D] over k [B, T, Hkv, D] and
+ * v [B, T, Hkv, Dv] (Hkv dividing Hq), scale 1/sqrt(D), keys within `window`
+ * (0: all): the params shared by the standard and flash variants, or false
+ * (the graph failed) when the shapes do not fit. */
+static bool self_attention_params(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v, uint32_t window,
+                                  vkf_attention_params *p) {
   if (!ok(g, q) || !ok(g, k) || !ok(g, v))
-    return VKF_NODE_NONE;
+    return false;
   vkf_gnode *nq = N(g, q), *nk = N(g, k), *nv = N(g, v);
   if (nq->ndim != 4 || nk->ndim != 4 || nv->ndim != 4 || nk->shape[0] != nq->shape[0] ||
       nk->shape[1] != nq->shape[1] || nk->shape[3] != nq->shape[3] ||
       nv->shape[0] != nk->shape[0] || nv->shape[1] != nk->shape[1] ||
-      nv->shape[2] != nk->shape[2] || nq->shape[2] % nk->shape[2])
-    return vkf_graph_fail(g, VKF_ERROR_SHAPE_MISMATCH, "attention: q %s, k %s, v %s", nq->name,
-                          nk->name, nv->name),
-           VKF_NODE_NONE;
-  uint32_t B = (uint32_t)nq->shape[0], T = (uint32_t)nq->shape[1], Hq = (uint32_t)nq->shape[2],
-           Hkv = (uint32_t)nk->shape[2], D = (uint32_t)nq->shape[3], Dv = (uint32_t)nv->shape[3];
+      nv->shape[2] != nk->shape[2] || nq->shape[2] % nk->shape[2]) {
+    vkf_graph_fail(g, VKF_ERROR_SHAPE_MISMATCH, "attention: q %s, k %s, v %s", nq->name, nk->name,
+                   nv->name);
+    return false;
+  }
+  const uint32_t T = (uint32_t)nq->shape[1], D = (uint32_t)nq->shape[3];
+  *p = (vkf_attention_params){.B = (uint32_t)nq->shape[0],
+                              .Tq = T,
+                              .Tk = T,
+                              .Hq = (uint32_t)nq->shape[2],
+                              .Hkv = (uint32_t)nk->shape[2],
+                              .D = D,
+                              .Dv = (uint32_t)nv->shape[3],
+                              .flags = VKF_ATTN_CAUSAL,
+                              .scale = (float)(1.0 / sqrt((double)D)),
+                              .window = window,
+                              .q_pos0 = 0};
+  return true;
+}
+
+vkf_node vkf_g_attention(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v, uint32_t window) {
+  vkf_attention_params ap;
+  if (!self_attention_params(g, q, k, v, window, &ap))
+    return VKF_NODE_NONE;
+  const uint32_t B = ap.B, T = ap.Tq, Hq = ap.Hq, Dv = ap.Dv;
   int64_t oshape[4] = {B, T, Hq, Dv}, pshape[4] = {B, Hq, T, T};
   if ((uint64_t)B * Hq * T * T > UINT32_MAX)
     return vkf_graph_fail(g, VKF_ERROR_UNSUPPORTED,
@@ -845,17 +869,7 @@ vkf_node vkf_g_attention(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v, uint3
   s.t[2].node = q;
   s.t[3].node = k;
   s.t[4].node = v;
-  s.p.attention = (vkf_attention_params){.B = B,
-                                         .Tq = T,
-                                         .Tk = T,
-                                         .Hq = Hq,
-                                         .Hkv = Hkv,
-                                         .D = D,
-                                         .Dv = Dv,
-                                         .flags = VKF_ATTN_CAUSAL,
-                                         .scale = (float)(1.0 / sqrt((double)D)),
-                                         .window = window,
-                                         .q_pos0 = 0};
+  s.p.attention = ap;
   vkf_g_step(g, &s);
   vkf_tape t = {.backward = attention_backward, .in = {q, k, v}, .out = {out, P}};
   t.p.attention = s.p.attention;
@@ -911,18 +925,10 @@ static void attention_flash_backward(vkf_graph *g, const vkf_tape *t) {
 }
 
 vkf_node vkf_g_attention_flash(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v, uint32_t window) {
-  if (!ok(g, q) || !ok(g, k) || !ok(g, v))
+  vkf_attention_params ap;
+  if (!self_attention_params(g, q, k, v, window, &ap))
     return VKF_NODE_NONE;
-  vkf_gnode *nq = N(g, q), *nk = N(g, k), *nv = N(g, v);
-  if (nq->ndim != 4 || nk->ndim != 4 || nv->ndim != 4 || nk->shape[0] != nq->shape[0] ||
-      nk->shape[1] != nq->shape[1] || nk->shape[3] != nq->shape[3] ||
-      nv->shape[0] != nk->shape[0] || nv->shape[1] != nk->shape[1] ||
-      nv->shape[2] != nk->shape[2] || nq->shape[2] % nk->shape[2])
-    return vkf_graph_fail(g, VKF_ERROR_SHAPE_MISMATCH, "attention: q %s, k %s, v %s", nq->name,
-                          nk->name, nv->name),
-           VKF_NODE_NONE;
-  uint32_t B = (uint32_t)nq->shape[0], T = (uint32_t)nq->shape[1], Hq = (uint32_t)nq->shape[2],
-           Hkv = (uint32_t)nk->shape[2], D = (uint32_t)nq->shape[3], Dv = (uint32_t)nv->shape[3];
+  const uint32_t B = ap.B, T = ap.Tq, Hq = ap.Hq, Dv = ap.Dv;
   if (2 * (uint64_t)B * Hq * T + B > UINT32_MAX)
     return vkf_graph_fail(g, VKF_ERROR_UNSUPPORTED,
                           "attention: %u x %u x %u rows exceed the flash workspace's 2^32-1 "
@@ -940,17 +946,7 @@ vkf_node vkf_g_attention_flash(vkf_graph *g, vkf_node q, vkf_node k, vkf_node v,
   s.t[2].node = q;
   s.t[3].node = k;
   s.t[4].node = v;
-  s.p.attention = (vkf_attention_params){.B = B,
-                                         .Tq = T,
-                                         .Tk = T,
-                                         .Hq = Hq,
-                                         .Hkv = Hkv,
-                                         .D = D,
-                                         .Dv = Dv,
-                                         .flags = VKF_ATTN_CAUSAL,
-                                         .scale = (float)(1.0 / sqrt((double)D)),
-                                         .window = window,
-                                         .q_pos0 = 0};
+  s.p.attention = ap;
   vkf_g_step(g, &s);
   vkf_tape t = {.backward = attention_flash_backward, .in = {q, k, v}, .out = {out, lse}};
   t.p.attention = s.p.attention;
