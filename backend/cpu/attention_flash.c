@@ -541,14 +541,21 @@ static void dkv_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
   }
 }
 
-vkf_status vkf_cpu_attention_flash_backward_dkv(vkf_cpu *cpu, const vkf_op *op) {
-  fjob J;
-  const float *ws = vkf_cpu_f32(op, 6);
+/* A backward job: operand ws (then the optional mask) is the workspace the
+ * backward's first op filled: lse [B*Hq*Tq], rowdot [B*Hq*Tq], kv lengths [B]. */
+static void job_init_backward(fjob *J, const vkf_op *op, uint32_t ws_at) {
+  const float *ws = vkf_cpu_f32(op, ws_at);
   const vkf_attention_params *p = &op->p.attention;
   const size_t n = (size_t)p->B * p->Hq * p->Tq;
-  job_init(&J, op, (const int32_t *)(ws + 2 * n), vkf_cpu_f32(op, 7));
-  J.lse = ws;
-  J.rowdot = ws + n;
+  job_init(J, op, (const int32_t *)(ws + 2 * n), vkf_cpu_f32(op, ws_at + 1));
+  J->lse = ws;
+  J->rowdot = ws + n;
+}
+
+vkf_status vkf_cpu_attention_flash_backward_dkv(vkf_cpu *cpu, const vkf_op *op) {
+  fjob J;
+  const vkf_attention_params *p = &op->p.attention;
+  job_init_backward(&J, op, 6);
   const size_t T = round_up(BK, J.pad);
   void *raw;
   vkf_status st = scratch_alloc(cpu, &J,
@@ -623,12 +630,8 @@ static void dq_task(void *arg, uint32_t begin, uint32_t end, uint32_t worker) {
 
 vkf_status vkf_cpu_attention_flash_backward_dq(vkf_cpu *cpu, const vkf_op *op) {
   fjob J;
-  const float *ws = vkf_cpu_f32(op, 5);
   const vkf_attention_params *p = &op->p.attention;
-  const size_t n = (size_t)p->B * p->Hq * p->Tq;
-  job_init(&J, op, (const int32_t *)(ws + 2 * n), vkf_cpu_f32(op, 6));
-  J.lse = ws;
-  J.rowdot = ws + n;
+  job_init_backward(&J, op, 5);
   void *raw, *tiles;
   vkf_status st =
       scratch_alloc(cpu, &J, (size_t)BQ * (p->D + p->Dv + J.Dp) + 2 * (size_t)BQ * J.T, &raw);
