@@ -31,38 +31,12 @@
  *   dP - D, and initial gradients of size 1 added.
  * - the gradients of a GPT training step, flash or Vulkan against standard or
  *   CPU: atol 1e-7, rtol 1e-4 (gradients ~1e-4..1e-2; worst seen 9e-9, 9%). */
-#include "test_util.h"
+#include "attn_ref.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum mask_kind {
-  MASK_NONE,
-  MASK_2D,    /* [Tq, Tk] */
-  MASK_B1,    /* [B, 1, Tq, Tk] */
-  MASK_BH,    /* [B, Hq, Tq, Tk] */
-  MASK_SHORT, /* [Tq, Tk - 2]: the last two keys masked */
-  MASK_ROW,   /* [1, Tk]: one row for every query */
-};
-
-typedef struct acase {
-  uint32_t B, Tq, Tk, Hq, Hkv, D, Dv;
-  uint32_t flags; /* VKF_ATTENTION_* */
-  float scale, softcap;
-  uint32_t window;
-  vkf_attention_align align;
-  int32_t q_offset;
-  int mask;    /* mask_kind */
-  int kv_lens; /* give kv_lens */
-} acase;
-
-#define CAUSAL VKF_ATTENTION_CAUSAL
-#define QBHTD VKF_ATTENTION_Q_BHTD
-#define KVBHTD VKF_ATTENTION_KV_BHTD
-#define TL VKF_ATTENTION_ALIGN_TOP_LEFT
-#define OFS VKF_ATTENTION_ALIGN_OFFSET
 
 /* Awkward shapes: lengths not multiples of the tiles (64 on the CPU, the
  * device's on Vulkan), a single query, decoding (Tq < Tk), Tq > Tk, head sizes
@@ -70,34 +44,34 @@ typedef struct acase {
  * both layouts, every alignment, windows of 1, a few keys and more than T,
  * softcap, masks and kv_lens. */
 static const acase cases[] = {
-    /* B Tq Tk Hq Hkv D Dv flags scale softcap window align ofs mask kvl */
-    {1, 1, 1, 1, 1, 32, 32, 0, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {2, 3, 3, 2, 1, 32, 32, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {1, 70, 70, 4, 2, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {1, 130, 130, 8, 1, 32, 32, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {2, 65, 65, 2, 2, 80, 80, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 1},
-    {1, 1, 100, 8, 2, 128, 128, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {2, 1, 257, 4, 4, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 1},
-    {1, 17, 100, 4, 1, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {1, 100, 17, 2, 2, 128, 128, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {1, 3, 17, 2, 1, 80, 80, CAUSAL, 0, 0, 0, TL, 0, MASK_NONE, 0},
-    {1, 100, 100, 2, 2, 32, 32, CAUSAL, 0, 5.0f, 0, 0, 0, MASK_NONE, 0},
-    {2, 63, 63, 4, 1, 32, 32, 0, 0, 0, 0, 0, 0, MASK_2D, 0},
-    {2, 17, 17, 4, 1, 128, 128, 0, 0, 2.0f, 0, 0, 0, MASK_BH, 0},
-    {1, 63, 63, 2, 1, 80, 80, CAUSAL | QBHTD | KVBHTD, 0.3f, 0, 0, 0, 0, MASK_NONE, 0},
-    {2, 17, 33, 3, 3, 8, 10, 0, 0, 0, 0, 0, 0, MASK_SHORT, 1},
-    {1, 63, 100, 4, 2, 32, 16, CAUSAL, 0, 0, 30, OFS, 20, MASK_B1, 1},
-    {2, 100, 17, 1, 1, 64, 64, 0, 0, 0, 0, 0, 0, MASK_ROW, 0},
-    {1, 33, 65, 2, 1, 32, 24, CAUSAL | QBHTD, 0, 1.0f, 9, OFS, -5, MASK_NONE, 0},
-    {2, 63, 63, 2, 1, 64, 64, CAUSAL, 1.0f, 0, 0, 0, 0, MASK_NONE, 1},
+    /* B Tq Tk Hq Hkv D Dv flags scale softcap window align ofs mask kvl logits */
+    {1, 1, 1, 1, 1, 32, 32, 0, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {2, 3, 3, 2, 1, 32, 32, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {1, 70, 70, 4, 2, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {1, 130, 130, 8, 1, 32, 32, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {2, 65, 65, 2, 2, 80, 80, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 1, 0},
+    {1, 1, 100, 8, 2, 128, 128, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {2, 1, 257, 4, 4, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 1, 0},
+    {1, 17, 100, 4, 1, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {1, 100, 17, 2, 2, 128, 128, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {1, 3, 17, 2, 1, 80, 80, CAUSAL, 0, 0, 0, TL, 0, MASK_NONE, 0, 0},
+    {1, 100, 100, 2, 2, 32, 32, CAUSAL, 0, 5.0f, 0, 0, 0, MASK_NONE, 0, 0},
+    {2, 63, 63, 4, 1, 32, 32, 0, 0, 0, 0, 0, 0, MASK_2D, 0, 0},
+    {2, 17, 17, 4, 1, 128, 128, 0, 0, 2.0f, 0, 0, 0, MASK_BH, 0, 0},
+    {1, 63, 63, 2, 1, 80, 80, CAUSAL | QBHTD | KVBHTD, 0.3f, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {2, 17, 33, 3, 3, 8, 10, 0, 0, 0, 0, 0, 0, MASK_SHORT, 1, 0},
+    {1, 63, 100, 4, 2, 32, 16, CAUSAL, 0, 0, 30, OFS, 20, MASK_B1, 1, 0},
+    {2, 100, 17, 1, 1, 64, 64, 0, 0, 0, 0, 0, 0, MASK_ROW, 0, 0},
+    {1, 33, 65, 2, 1, 32, 24, CAUSAL | QBHTD, 0, 1.0f, 9, OFS, -5, MASK_NONE, 0, 0},
+    {2, 63, 63, 2, 1, 64, 64, CAUSAL, 1.0f, 0, 0, 0, 0, MASK_NONE, 1, 0},
     /* sliding windows: 1 (each query sees itself), a few keys, more than T */
-    {1, 150, 150, 4, 2, 64, 64, CAUSAL, 0, 0, 1, 0, 0, MASK_NONE, 0},
-    {1, 150, 150, 2, 1, 32, 32, CAUSAL, 0, 0, 7, 0, 0, MASK_NONE, 0},
-    {2, 70, 70, 2, 2, 16, 16, CAUSAL | KVBHTD, 0, 0, 500, 0, 0, MASK_NONE, 0},
-    {1, 5, 150, 8, 8, 4, 4, 0, 0, 0, 20, 0, 0, MASK_NONE, 0},
+    {1, 150, 150, 4, 2, 64, 64, CAUSAL, 0, 0, 1, 0, 0, MASK_NONE, 0, 0},
+    {1, 150, 150, 2, 1, 32, 32, CAUSAL, 0, 0, 7, 0, 0, MASK_NONE, 0, 0},
+    {2, 70, 70, 2, 2, 16, 16, CAUSAL | KVBHTD, 0, 0, 500, 0, 0, MASK_NONE, 0, 0},
+    {1, 5, 150, 8, 8, 4, 4, 0, 0, 0, 20, 0, 0, MASK_NONE, 0, 0},
     /* over 2^20 (query, key) pairs: lavapipe's large-problem kernels (several
      * rows per invocation) */
-    {1, 370, 370, 8, 2, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
+    {1, 370, 370, 8, 2, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
 };
 
 /* The Vulkan comparison: the same features (awkward lengths, a single query,
@@ -107,218 +81,53 @@ static const acase cases[] = {
  * compiles each head size, with or without mask and softcap, separately and
  * slowly, so masks and softcaps go on 32-element heads. */
 static const acase vk_cases[] = {
-    /* B Tq Tk Hq Hkv D Dv flags scale softcap window align ofs mask kvl */
-    {1, 1, 1, 1, 1, 32, 32, 0, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {2, 3, 3, 2, 1, 32, 32, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {1, 70, 70, 4, 2, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {1, 130, 130, 8, 1, 32, 32, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {2, 65, 65, 2, 2, 80, 80, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 1},
-    {1, 1, 100, 8, 2, 128, 128, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {2, 1, 257, 4, 4, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 1},
-    {1, 17, 100, 4, 1, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {1, 100, 17, 2, 2, 128, 128, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {1, 3, 17, 2, 1, 80, 80, CAUSAL, 0, 0, 0, TL, 0, MASK_NONE, 0},
-    {1, 100, 100, 2, 2, 32, 32, CAUSAL, 0, 5.0f, 0, 0, 0, MASK_NONE, 0},
-    {2, 63, 63, 4, 1, 32, 32, 0, 0, 0, 0, 0, 0, MASK_2D, 0},
-    {2, 17, 17, 4, 1, 32, 32, 0, 0, 2.0f, 0, 0, 0, MASK_BH, 0},
-    {1, 63, 63, 2, 1, 80, 80, CAUSAL | QBHTD | KVBHTD, 0.3f, 0, 0, 0, 0, MASK_NONE, 0},
-    {2, 17, 33, 3, 3, 32, 32, 0, 0, 0, 0, 0, 0, MASK_SHORT, 1},
-    {1, 63, 100, 4, 2, 32, 32, CAUSAL, 0, 0, 30, OFS, 20, MASK_B1, 1},
-    {2, 100, 17, 1, 1, 32, 32, 0, 0, 0, 0, 0, 0, MASK_ROW, 0},
-    {1, 33, 65, 2, 1, 32, 32, CAUSAL | QBHTD, 0, 1.0f, 9, OFS, -5, MASK_NONE, 0},
-    {2, 63, 63, 2, 1, 64, 64, CAUSAL, 1.0f, 0, 0, 0, 0, MASK_NONE, 1},
-    {1, 150, 150, 4, 2, 64, 64, CAUSAL, 0, 0, 1, 0, 0, MASK_NONE, 0},
-    {1, 150, 150, 2, 1, 32, 32, CAUSAL, 0, 0, 7, 0, 0, MASK_NONE, 0},
-    {2, 70, 70, 2, 2, 32, 32, CAUSAL | KVBHTD, 0, 0, 500, 0, 0, MASK_NONE, 0},
-    {1, 5, 150, 8, 8, 24, 40, 0, 0, 0, 20, 0, 0, MASK_NONE, 0},
+    /* B Tq Tk Hq Hkv D Dv flags scale softcap window align ofs mask kvl logits */
+    {1, 1, 1, 1, 1, 32, 32, 0, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {2, 3, 3, 2, 1, 32, 32, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {1, 70, 70, 4, 2, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {1, 130, 130, 8, 1, 32, 32, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {2, 65, 65, 2, 2, 80, 80, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 1, 0},
+    {1, 1, 100, 8, 2, 128, 128, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {2, 1, 257, 4, 4, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 1, 0},
+    {1, 17, 100, 4, 1, 64, 64, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {1, 100, 17, 2, 2, 128, 128, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {1, 3, 17, 2, 1, 80, 80, CAUSAL, 0, 0, 0, TL, 0, MASK_NONE, 0, 0},
+    {1, 100, 100, 2, 2, 32, 32, CAUSAL, 0, 5.0f, 0, 0, 0, MASK_NONE, 0, 0},
+    {2, 63, 63, 4, 1, 32, 32, 0, 0, 0, 0, 0, 0, MASK_2D, 0, 0},
+    {2, 17, 17, 4, 1, 32, 32, 0, 0, 2.0f, 0, 0, 0, MASK_BH, 0, 0},
+    {1, 63, 63, 2, 1, 80, 80, CAUSAL | QBHTD | KVBHTD, 0.3f, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {2, 17, 33, 3, 3, 32, 32, 0, 0, 0, 0, 0, 0, MASK_SHORT, 1, 0},
+    {1, 63, 100, 4, 2, 32, 32, CAUSAL, 0, 0, 30, OFS, 20, MASK_B1, 1, 0},
+    {2, 100, 17, 1, 1, 32, 32, 0, 0, 0, 0, 0, 0, MASK_ROW, 0, 0},
+    {1, 33, 65, 2, 1, 32, 32, CAUSAL | QBHTD, 0, 1.0f, 9, OFS, -5, MASK_NONE, 0, 0},
+    {2, 63, 63, 2, 1, 64, 64, CAUSAL, 1.0f, 0, 0, 0, 0, MASK_NONE, 1, 0},
+    {1, 150, 150, 4, 2, 64, 64, CAUSAL, 0, 0, 1, 0, 0, MASK_NONE, 0, 0},
+    {1, 150, 150, 2, 1, 32, 32, CAUSAL, 0, 0, 7, 0, 0, MASK_NONE, 0, 0},
+    {2, 70, 70, 2, 2, 32, 32, CAUSAL | KVBHTD, 0, 0, 500, 0, 0, MASK_NONE, 0, 0},
+    {1, 5, 150, 8, 8, 24, 40, 0, 0, 0, 20, 0, 0, MASK_NONE, 0, 0},
     /* small heads: several rows (keys) per invocation on lavapipe (8 here) */
-    {2, 70, 70, 4, 2, 8, 8, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 1},
+    {2, 70, 70, 4, 2, 8, 8, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 1, 0},
     /* over 2^20 (query, key) pairs: lavapipe's large-problem kernels (16 rows
      * per invocation at this head size; larger heads give the same kernels
      * with fewer rows, which take long to compile) */
-    {1, 370, 370, 8, 2, 8, 8, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
+    {1, 370, 370, 8, 2, 8, 8, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
 };
 
 /* Small cases for the finite differences (each element of q, k, v costs two
  * reference forwards). */
 static const acase fd_cases[] = {
-    {2, 4, 4, 2, 1, 8, 8, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0},
-    {1, 3, 5, 4, 2, 8, 6, 0, 0, 1.5f, 0, 0, 0, MASK_2D, 0},
-    {2, 4, 6, 2, 2, 5, 7, CAUSAL | QBHTD, 0, 0, 3, 0, 0, MASK_B1, 1},
-    {1, 5, 3, 2, 1, 8, 8, CAUSAL, 0.7f, 0.8f, 0, TL, 0, MASK_NONE, 0},
-    {1, 2, 7, 3, 1, 4, 4, CAUSAL | KVBHTD, 0, 0, 0, OFS, 3, MASK_SHORT, 0},
-    {2, 3, 4, 4, 1, 6, 3, 0, 0, 0, 0, 0, 0, MASK_BH, 1},
-    {1, 6, 6, 2, 1, 4, 4, CAUSAL, 0, 0, 1, 0, 0, MASK_NONE, 0},
+    {2, 4, 4, 2, 1, 8, 8, CAUSAL, 0, 0, 0, 0, 0, MASK_NONE, 0, 0},
+    {1, 3, 5, 4, 2, 8, 6, 0, 0, 1.5f, 0, 0, 0, MASK_2D, 0, 0},
+    {2, 4, 6, 2, 2, 5, 7, CAUSAL | QBHTD, 0, 0, 3, 0, 0, MASK_B1, 1, 0},
+    {1, 5, 3, 2, 1, 8, 8, CAUSAL, 0.7f, 0.8f, 0, TL, 0, MASK_NONE, 0, 0},
+    {1, 2, 7, 3, 1, 4, 4, CAUSAL | KVBHTD, 0, 0, 0, OFS, 3, MASK_SHORT, 0, 0},
+    {2, 3, 4, 4, 1, 6, 3, 0, 0, 0, 0, 0, 0, MASK_BH, 1, 0},
+    {1, 6, 6, 2, 1, 4, 4, CAUSAL, 0, 0, 1, 0, 0, MASK_NONE, 0, 0},
 };
 
 /* ------------------------------------------------------------------------ */
 /* Inputs and the double-precision reference                                */
 /* ------------------------------------------------------------------------ */
-typedef struct inputs {
-  size_t nq, nk, nv, no, nl, nm;
-  float *q, *k, *v, *mask, *dout;
-  int32_t kvl[4];
-  uint32_t mndim;
-  int64_t mshape[4];
-  uint32_t mcols;
-} inputs;
-
-static size_t at(bool bhtd, uint32_t T, uint32_t H, uint32_t E, uint32_t b, uint32_t t, uint32_t h,
-                 uint32_t e) {
-  return bhtd ? (((size_t)b * H + h) * T + t) * E + e : (((size_t)b * T + t) * H + h) * E + e;
-}
-
-static void make_shape(bool bhtd, uint32_t B, uint32_t T, uint32_t H, uint32_t E, int64_t *s) {
-  s[0] = B;
-  s[1] = bhtd ? H : T;
-  s[2] = bhtd ? T : H;
-  s[3] = E;
-}
-
-static float scale_of(const acase *c) {
-  return c->scale != 0.0f ? c->scale : (float)(1.0 / sqrt((double)c->D));
-}
-
-static void inputs_make(const acase *c, uint64_t seed, inputs *in) {
-  memset(in, 0, sizeof(*in));
-  vkft_rng rng = vkft_rng_seed(seed);
-  in->nq = (size_t)c->B * c->Tq * c->Hq * c->D;
-  in->nk = (size_t)c->B * c->Tk * c->Hkv * c->D;
-  in->nv = (size_t)c->B * c->Tk * c->Hkv * c->Dv;
-  in->no = (size_t)c->B * c->Tq * c->Hq * c->Dv;
-  in->nl = (size_t)c->B * c->Hq * c->Tq;
-  in->q = vkft_alloc(in->nq);
-  in->k = vkft_alloc(in->nk);
-  in->v = vkft_alloc(in->nv);
-  in->dout = vkft_alloc(in->no);
-  vkft_fill_uniform(&rng, in->q, in->nq, -1, 1);
-  vkft_fill_uniform(&rng, in->k, in->nk, -1, 1);
-  vkft_fill_uniform(&rng, in->v, in->nv, -1, 1);
-  vkft_fill_uniform(&rng, in->dout, in->no, -1, 1);
-  for (uint32_t b = 0; b < c->B && b < 4; b++) /* some beyond Tk, some 0 or negative */
-    in->kvl[b] = (int32_t)(vkft_uniform(&rng, 0, 1) * (float)(c->Tk + 3)) - 1;
-  if (c->kv_lens && c->B > 1)
-    in->kvl[1] = c->Tk > 2 ? (int32_t)c->Tk - 2 : 0;
-  in->mcols = c->Tk;
-  switch (c->mask) {
-  case MASK_NONE:
-    return;
-  case MASK_2D:
-    in->mndim = 2, in->mshape[0] = c->Tq, in->mshape[1] = c->Tk;
-    break;
-  case MASK_B1:
-    in->mndim = 4, in->mshape[0] = c->B, in->mshape[1] = 1, in->mshape[2] = c->Tq;
-    in->mshape[3] = c->Tk;
-    break;
-  case MASK_BH:
-    in->mndim = 4, in->mshape[0] = c->B, in->mshape[1] = c->Hq, in->mshape[2] = c->Tq;
-    in->mshape[3] = c->Tk;
-    break;
-  case MASK_SHORT:
-    in->mcols = c->Tk > 2 ? c->Tk - 2 : 1;
-    in->mndim = 2, in->mshape[0] = c->Tq, in->mshape[1] = in->mcols;
-    break;
-  case MASK_ROW:
-    in->mndim = 2, in->mshape[0] = 1, in->mshape[1] = c->Tk;
-    break;
-  }
-  in->nm = 1;
-  for (uint32_t i = 0; i < in->mndim; i++)
-    in->nm *= (size_t)in->mshape[i];
-  in->mask = vkft_alloc(in->nm);
-  for (size_t i = 0; i < in->nm; i++) /* about one in eight masked with -inf */
-    in->mask[i] = vkft_uniform(&rng, 0, 1) < 0.125f ? -INFINITY : vkft_uniform(&rng, -1, 1);
-}
-
-static void inputs_free(inputs *in) {
-  free(in->q);
-  free(in->k);
-  free(in->v);
-  free(in->dout);
-  free(in->mask);
-}
-
-/* The mask's value for (b, h, i, j), broadcasting each of its dimensions
- * explicitly (dimensions right-aligned against [B, Hq, Tq, Tm]). */
-static double mask_at(const inputs *in, uint32_t b, uint32_t h, uint32_t i, uint32_t j) {
-  int64_t d[4] = {1, 1, 1, 1};
-  for (uint32_t a = 0; a < in->mndim; a++)
-    d[4 - in->mndim + a] = in->mshape[a];
-  size_t bb = d[0] == 1 ? 0 : b, hh = d[1] == 1 ? 0 : h, ii = d[2] == 1 ? 0 : i;
-  return in->mask[((bb * (size_t)d[1] + hh) * (size_t)d[2] + ii) * (size_t)d[3] + j];
-}
-
-/* Whether key j is visible to query i of batch b, straight from the rules. */
-static bool visible(const acase *c, const inputs *in, uint32_t b, uint32_t i, uint32_t j) {
-  /* bottom-right: the last query at the last key, of the batch's kv_lens if given */
-  int64_t L = c->Tk;
-  if (c->kv_lens)
-    L = in->kvl[b] < 0 ? 0 : in->kvl[b] > (int64_t)c->Tk ? (int64_t)c->Tk : (int64_t)in->kvl[b];
-  int64_t q0 = c->align == TL ? 0 : c->align == OFS ? c->q_offset : L - c->Tq;
-  int64_t pos = q0 + i;
-  if ((c->flags & CAUSAL) && (int64_t)j > pos)
-    return false;
-  if (c->window && !(pos - (int64_t)j >= 0 && pos - (int64_t)j < (int64_t)c->window))
-    return false;
-  if (c->kv_lens && (int64_t)j >= in->kvl[b])
-    return false;
-  if (in->mask && j >= in->mcols)
-    return false;
-  return true;
-}
-
-/* out and lse (either may be NULL) from double q, k, v. */
-static void ref_forward(const acase *c, const inputs *in, const double *q, const double *k,
-                        const double *v, double *out, double *lse) {
-  const bool qb = c->flags & QBHTD, kb = c->flags & KVBHTD;
-  const double scale = scale_of(c);
-  double *s = vkft_alloc_d(c->Tk);
-  for (uint32_t b = 0; b < c->B; b++)
-    for (uint32_t h = 0; h < c->Hq; h++) {
-      uint32_t hk = h / (c->Hq / c->Hkv);
-      for (uint32_t i = 0; i < c->Tq; i++) {
-        double mx = -INFINITY;
-        for (uint32_t j = 0; j < c->Tk; j++) {
-          s[j] = -INFINITY;
-          if (!visible(c, in, b, i, j))
-            continue;
-          double x = 0;
-          for (uint32_t d = 0; d < c->D; d++)
-            x += q[at(qb, c->Tq, c->Hq, c->D, b, i, h, d)] *
-                 k[at(kb, c->Tk, c->Hkv, c->D, b, j, hk, d)];
-          x *= scale;
-          if (c->softcap > 0)
-            x = c->softcap * tanh(x / c->softcap);
-          if (in->mask)
-            x += mask_at(in, b, h, i, j);
-          s[j] = x;
-          mx = x > mx ? x : mx;
-        }
-        double sum = 0;
-        for (uint32_t j = 0; j < c->Tk; j++) {
-          s[j] = mx == -INFINITY ? 0 : exp(s[j] - mx);
-          sum += s[j];
-        }
-        if (lse)
-          lse[((size_t)b * c->Hq + h) * c->Tq + i] = sum > 0 ? mx + log(sum) : -INFINITY;
-        if (out)
-          for (uint32_t e = 0; e < c->Dv; e++) {
-            double o = 0;
-            for (uint32_t j = 0; j < c->Tk; j++)
-              o += (sum > 0 ? s[j] / sum : 0) * v[at(kb, c->Tk, c->Hkv, c->Dv, b, j, hk, e)];
-            out[at(qb, c->Tq, c->Hq, c->Dv, b, i, h, e)] = o;
-          }
-      }
-    }
-  free(s);
-}
-
-static double *to_double(const float *x, size_t n) {
-  double *d = vkft_alloc_d(n);
-  for (size_t i = 0; i < n; i++)
-    d[i] = x[i];
-  return d;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Running a case on a context                                              */
@@ -519,7 +328,7 @@ static void test_flash_cpu_forward_vs_reference(void **state) {
       double *q = to_double(in.q, in.nq), *k = to_double(in.k, in.nk);
       double *v = to_double(in.v, in.nv);
       double *out = vkft_alloc_d(in.no), *lse = vkft_alloc_d(in.nl);
-      ref_forward(c, &in, q, k, v, out, lse);
+      ref_forward(c, &in, q, k, v, out, NULL, NULL, lse);
       result r = {0};
       run_case(cpu, c, &in, FLASH, 0, NULL, &r);
       char what[256];
@@ -548,7 +357,7 @@ static void finite_differences(const acase *c, const inputs *in, double *x, size
     double x0 = x[i], l[2];
     for (int s = 0; s < 2; s++) {
       x[i] = x0 + (s ? -h : h);
-      ref_forward(c, in, q, k, v, out, NULL);
+      ref_forward(c, in, q, k, v, out, NULL, NULL, NULL);
       l[s] = 0;
       for (size_t o = 0; o < in->no; o++)
         l[s] += out[o] * in->dout[o];
@@ -780,7 +589,7 @@ static size_t poisoned_window(vkf_context *ctx, const acase *c, uint64_t seed) {
   int64_t first = (int64_t)c->Tk - c->Tq - (int64_t)c->window + 1;
   double *q = to_double(in.q, in.nq), *k = to_double(in.k, in.nk), *v = to_double(in.v, in.nv);
   double *out = vkft_alloc_d(in.no), *lse = vkft_alloc_d(in.nl);
-  ref_forward(c, &in, q, k, v, out, lse);
+  ref_forward(c, &in, q, k, v, out, NULL, NULL, lse);
   const bool kb = c->flags & KVBHTD;
   for (uint32_t b = 0; b < c->B; b++)
     for (uint32_t hk = 0; hk < c->Hkv; hk++)
@@ -820,11 +629,11 @@ static size_t poisoned_window(vkf_context *ctx, const acase *c, uint64_t seed) {
 
 static const acase window_cases[] = {
     /* decoding: one query at the end of 700 keys, window 5 */
-    {2, 1, 700, 4, 2, 32, 32, CAUSAL, 0, 0, 5, 0, 0, MASK_NONE, 0},
+    {2, 1, 700, 4, 2, 32, 32, CAUSAL, 0, 0, 5, 0, 0, MASK_NONE, 0, 0},
     /* four queries at the end of 300 keys, window 1 */
-    {1, 4, 300, 2, 1, 64, 64, 0, 0, 0, 1, 0, 0, MASK_NONE, 0},
+    {1, 4, 300, 2, 1, 64, 64, 0, 0, 0, 1, 0, 0, MASK_NONE, 0, 0},
     /* 70 queries at the end of 500 keys, window 70 */
-    {1, 70, 500, 2, 2, 32, 32, CAUSAL | QBHTD, 0, 0, 70, 0, 0, MASK_NONE, 0},
+    {1, 70, 500, 2, 2, 32, 32, CAUSAL | QBHTD, 0, 0, 70, 0, 0, MASK_NONE, 0, 0},
 };
 
 static void test_flash_window_reads_only_the_window(void **state) {
@@ -845,7 +654,7 @@ static void test_flash_window_reads_only_the_window(void **state) {
 /* 4. Accumulation (the backward adds into the gradients)                    */
 /* ------------------------------------------------------------------------ */
 static void accumulation(vkf_context *ctx) {
-  static const acase c = {2, 17, 17, 4, 2, 32, 32, CAUSAL, 0, 3.0f, 0, 0, 0, MASK_2D, 1};
+  static const acase c = {2, 17, 17, 4, 2, 32, 32, CAUSAL, 0, 3.0f, 0, 0, 0, MASK_2D, 1, 0};
   inputs in;
   inputs_make(&c, 700, &in);
   vkft_rng rng = vkft_rng_seed(701);
